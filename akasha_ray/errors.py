@@ -1,0 +1,66 @@
+"""One exception tree for Akasha, each class carrying the HTTP status it maps to."""
+
+from __future__ import annotations
+
+
+class AkashaError(Exception):
+    """Root of every error Akasha raises on purpose."""
+
+    status_code: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class InvalidInput(AkashaError):
+    """The request is well-formed JSON but a value is not acceptable."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class Unauthenticated(AkashaError):
+    """No API key, or one Akasha does not know."""
+
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(AkashaError):
+    """The key is valid but may not do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(AkashaError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AkashaError):
+    status_code = 409
+    code = "conflict"
+
+
+class ConfigError(AkashaError):
+    """The configuration cannot work; the message says which setting to change."""
+
+    status_code = 500
+    code = "config"
+
+
+class Unavailable(AkashaError):
+    """A component Akasha depends on is down or timed out."""
+
+    status_code = 503
+    code = "unavailable"
