@@ -1,0 +1,1 @@
+"""Ray actors: each a thin owner of one resource from `akasha_ray`."""

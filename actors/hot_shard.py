@@ -1,0 +1,44 @@
+"""The `hot-<i>` actor: sole owner of one hot shard's DuckDB file and its in-memory index."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from akasha_ray.vectors.hot_shard import HotShard
+
+
+class HotShardActor:
+    # Methods are synchronous and the actor runs one call at a time: DuckDB connections are not
+    # shared across threads, and serial calls keep the index and the file in step.
+    def __init__(self, path: str) -> None:
+        self._shard = HotShard(Path(path))
+
+    def insert(self, batch: pa.Table) -> list[str]:
+        return self._shard.insert(batch)
+
+    def get(self, memory_id: str) -> dict[str, Any] | None:
+        return self._shard.get(memory_id)
+
+    def delete(self, memory_id: str) -> bool:
+        return self._shard.delete(memory_id)
+
+    def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: list[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        return self._shard.search(vector, k, system_ids, start, end)
+
+    def stats(self) -> dict[str, Any]:
+        return self._shard.stats()
+
+    def close(self) -> None:
+        self._shard.close()

@@ -1,0 +1,72 @@
+"""Get-or-create Akasha's named actors in one place, so every caller finds the same ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ray
+from ray.actor import ActorHandle
+
+from actors.hot_shard import HotShardActor
+from actors.keys import KeysActor
+from akasha_ray.config import Settings
+from akasha_ray.errors import ConfigError
+from akasha_ray.routing import hot_actor_name
+
+MANIFEST = "manifest.json"
+
+# Actors outlive the process that created them (detached) and come back after a crash
+# (max_restarts=-1); calls in flight during a restart are retried, which is safe because every
+# shard call is idempotent or read-only.
+_OWNER_OPTIONS = {
+    "lifetime": "detached",
+    "get_if_exists": True,
+    "max_restarts": -1,
+    "max_task_retries": 3,
+}
+
+
+def shard_path(data_dir: Path, index: int) -> Path:
+    return data_dir / "hot" / f"shard-{index:03d}.duckdb"
+
+
+def check_manifest(settings: Settings) -> None:
+    """Refuse a shard count that differs from the one the data dir was created with.
+
+    Routing is `hash(system_id) % shards`: another count would send systems to the wrong shard.
+    """
+    path = settings.data_dir / MANIFEST
+    if path.exists():
+        recorded = json.loads(path.read_text())["hot_shards"]
+        if recorded != settings.hot.shards:
+            raise ConfigError(
+                f"{settings.data_dir} was created with hot.shards={recorded}; "
+                f"set AKASHA_HOT__SHARDS={recorded} (resharding is not supported yet)"
+            )
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"hot_shards": settings.hot.shards}))
+
+
+def hot_shards(settings: Settings) -> list[ActorHandle]:
+    check_manifest(settings)
+    remote = ray.remote(HotShardActor)
+    return [
+        remote.options(
+            name=hot_actor_name(i), namespace=settings.namespace, num_cpus=0, **_OWNER_OPTIONS
+        ).remote(str(shard_path(settings.data_dir, i)))
+        for i in range(settings.hot.shards)
+    ]
+
+
+def keys(settings: Settings) -> ActorHandle:
+    return (
+        ray.remote(KeysActor)
+        .options(name="keys", namespace=settings.namespace, num_cpus=0, **_OWNER_OPTIONS)
+        .remote(str(settings.data_dir))
+    )
+
+
+def actor_names(settings: Settings) -> list[str]:
+    return [hot_actor_name(i) for i in range(settings.hot.shards)] + ["keys"]

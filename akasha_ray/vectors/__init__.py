@@ -1,0 +1,1 @@
+"""The vector seam: stores that hold embeddings and answer nearest-neighbour queries."""

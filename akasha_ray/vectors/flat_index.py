@@ -1,0 +1,155 @@
+"""An exact in-memory vector index: a float32 matrix scanned with one BLAS product.
+
+Hot shards must give the same top-k as brute force, so there is no approximation here; the speed
+comes from contiguous storage, filters applied as masks or row gathers, and argpartition for top-k.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from akasha_ray.embedding_dim import DIM
+
+_GATHER_BELOW = 0.25  # when filters keep fewer rows than this fraction, gather instead of masking
+
+
+class FlatIndex:
+    """Rows of (id, system, time, unit vector); deleted rows are tombstoned, then compacted."""
+
+    def __init__(self, dim: int = DIM, capacity: int = 1024) -> None:
+        self.dim = dim
+        self._vectors = np.empty((capacity, dim), dtype=np.float32)
+        self._system = np.empty(capacity, dtype=np.int32)
+        self._time_us = np.empty(capacity, dtype=np.int64)
+        self._alive = np.zeros(capacity, dtype=bool)
+        self._ids: list[str] = []
+        self._row_of: dict[str, int] = {}
+        self._system_code: dict[str, int] = {}
+        self._size = 0
+        self._dead = 0
+
+    def __len__(self) -> int:
+        return self._size - self._dead
+
+    def __contains__(self, memory_id: str) -> bool:
+        return memory_id in self._row_of
+
+    def add(
+        self,
+        ids: Sequence[str],
+        system_ids: Sequence[str],
+        time_us: np.ndarray,
+        vectors: np.ndarray,
+    ) -> None:
+        """Append rows; the caller guarantees the ids are new and vectors are unit length."""
+        n = len(ids)
+        if n == 0:
+            return
+        self._reserve(self._size + n)
+        end = self._size + n
+        self._vectors[self._size : end] = vectors
+        self._system[self._size : end] = [self._code(s) for s in system_ids]
+        self._time_us[self._size : end] = time_us
+        self._alive[self._size : end] = True
+        for offset, memory_id in enumerate(ids):
+            self._row_of[memory_id] = self._size + offset
+        self._ids.extend(ids)
+        self._size = end
+
+    def remove(self, memory_id: str) -> bool:
+        row = self._row_of.pop(memory_id, None)
+        if row is None:
+            return False
+        self._alive[row] = False
+        self._dead += 1
+        if self._dead > 1024 and self._dead > self._size // 4:
+            self._compact()
+        return True
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+    ) -> tuple[list[str], np.ndarray]:
+        """Top-k ids by cosine (the query must be unit length), best first, with their scores."""
+        n = self._size
+        mask = self._mask(n, system_ids, start_us, end_us)
+        if mask is None:  # nothing can match
+            return [], np.empty(0, dtype=np.float32)
+        query = np.asarray(query, dtype=np.float32)
+        if mask is True:
+            rows, scores = None, self._vectors[:n] @ query
+        else:
+            kept = int(np.count_nonzero(mask))
+            if kept == 0:
+                return [], np.empty(0, dtype=np.float32)
+            if kept < n * _GATHER_BELOW:
+                rows = np.flatnonzero(mask)
+                scores = self._vectors[rows] @ query
+            else:
+                rows, scores = None, self._vectors[:n] @ query
+                scores[~mask] = -np.inf
+            k = min(k, kept)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        picked = top if rows is None else rows[top]
+        return [self._ids[r] for r in picked], scores[top]
+
+    def _mask(self, n, system_ids, start_us, end_us):
+        """True for 'every row', None for 'no row', else a boolean row mask."""
+        if n == 0:
+            return None
+        mask: np.ndarray | bool = True if self._dead == 0 else self._alive[:n]
+        if system_ids is not None:
+            codes = [self._system_code[s] for s in system_ids if s in self._system_code]
+            if not codes:
+                return None
+            column = self._system[:n]
+            hit = column == codes[0] if len(codes) == 1 else np.isin(column, codes)
+            mask = hit if mask is True else mask & hit
+        if start_us is not None:
+            hit = self._time_us[:n] >= start_us
+            mask = hit if mask is True else mask & hit
+        if end_us is not None:
+            hit = self._time_us[:n] <= end_us
+            mask = hit if mask is True else mask & hit
+        return mask
+
+    def _code(self, system_id: str) -> int:
+        return self._system_code.setdefault(system_id, len(self._system_code))
+
+    def _reserve(self, needed: int) -> None:
+        capacity = len(self._alive)
+        if needed <= capacity:
+            return
+        capacity = max(needed, capacity * 2)
+        self._vectors = _grow(self._vectors, capacity)
+        self._system = _grow(self._system, capacity)
+        self._time_us = _grow(self._time_us, capacity)
+        alive = np.zeros(capacity, dtype=bool)
+        alive[: self._size] = self._alive[: self._size]
+        self._alive = alive
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(self._alive[: self._size])
+        self._vectors[: len(keep)] = self._vectors[keep]
+        self._system[: len(keep)] = self._system[keep]
+        self._time_us[: len(keep)] = self._time_us[keep]
+        self._alive[: len(keep)] = True
+        self._alive[len(keep) :] = False
+        self._ids = [self._ids[r] for r in keep]
+        self._row_of = {memory_id: row for row, memory_id in enumerate(self._ids)}
+        self._size = len(keep)
+        self._dead = 0
+
+
+def _grow(array: np.ndarray, capacity: int) -> np.ndarray:
+    grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown

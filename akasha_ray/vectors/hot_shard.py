@@ -1,0 +1,162 @@
+"""A hot shard: one DuckDB file holding memories, plus the exact in-memory index built from it.
+
+DuckDB is the source of truth (durable across restarts, WAL-protected); the index is a cache that
+is rebuilt from the file on open and updated only after a write has committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from akasha_ray.embedding_dim import DIM
+from akasha_ray.records import SCHEMA, time_us_of, vectors_of
+from akasha_ray.vectors.flat_index import FlatIndex
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS memories (
+    id VARCHAR PRIMARY KEY,
+    system_id VARCHAR NOT NULL,
+    conversation_id VARCHAR NOT NULL,
+    content VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    metadata JSON,
+    embedding FLOAT[{DIM}] NOT NULL,
+    model VARCHAR NOT NULL,
+    model_revision VARCHAR NOT NULL
+)
+"""
+_COLUMNS = ", ".join(SCHEMA.names)
+_ROW_COLUMNS = (
+    "id, system_id, conversation_id, content, created_at, metadata, model, model_revision"
+)
+
+
+class HotShard:
+    """Owns one DuckDB file. Not thread-safe: one owner (the shard actor) calls it at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = duckdb.connect(str(self.path))
+        self._db.execute("SET TimeZone = 'UTC'")
+        self._db.execute(_DDL)
+        self.index = FlatIndex(DIM)
+        self._load_index()
+
+    def _load_index(self) -> None:
+        reader = self._db.execute(
+            "SELECT id, system_id, created_at, embedding FROM memories"
+        ).fetch_record_batch(rows_per_batch=100_000)
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            self.index.add(
+                table.column("id").to_pylist(),
+                table.column("system_id").to_pylist(),
+                time_us_of(table),
+                vectors_of(table),
+            )
+
+    def insert(self, batch: pa.Table) -> list[str]:
+        """Store the memories whose ids are new and return their ids; a resent batch is a no-op."""
+        batch = _first_per_id(batch.select(SCHEMA.names).cast(SCHEMA))
+        fresh = batch.filter(pc.invert(pc.is_in(batch.column("id"), self._known(batch))))
+        if fresh.num_rows == 0:
+            return []
+        self._db.register("fresh", fresh)
+        try:
+            self._db.execute(f"INSERT INTO memories ({_COLUMNS}) SELECT {_COLUMNS} FROM fresh")
+        finally:
+            self._db.unregister("fresh")
+        ids = fresh.column("id").to_pylist()
+        self.index.add(
+            ids, fresh.column("system_id").to_pylist(), time_us_of(fresh), vectors_of(fresh)
+        )
+        return ids
+
+    def _known(self, batch: pa.Table) -> pa.Array:
+        ids = batch.column("id").to_pylist()
+        return pa.array([i for i in ids if i in self.index], type=pa.string())
+
+    def get(self, memory_id: str) -> dict[str, Any] | None:
+        rows = self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id = ?", [memory_id])
+        return rows[0] if rows else None
+
+    def delete(self, memory_id: str) -> bool:
+        deleted = self._db.execute(
+            "DELETE FROM memories WHERE id = ? RETURNING id", [memory_id]
+        ).fetchall()
+        self.index.remove(memory_id)
+        return bool(deleted)
+
+    def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Exact top-k by cosine similarity, filters applied before ranking, best first."""
+        ids, scores = self.index.search(vector, k, system_ids, _us(start), _us(end))
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))  # placeholders only; the ids travel as parameters
+        rows = self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id IN ({marks})", ids)
+        by_id = {row["id"]: row for row in rows}
+        hits = []
+        for memory_id, score in zip(ids, scores.tolist(), strict=True):
+            row = by_id.get(memory_id)
+            if row is not None:
+                row["similarity"] = score
+                hits.append(row)
+        return hits
+
+    def stats(self) -> dict[str, Any]:
+        count, systems, oldest, newest = self._db.execute(
+            "SELECT count(*), count(DISTINCT system_id), min(created_at), max(created_at) "
+            "FROM memories"
+        ).fetchone()
+        return {
+            "count": count,
+            "systems": systems,
+            "oldest": oldest,
+            "newest": newest,
+            "indexed": len(self.index),
+            "bytes": self.path.stat().st_size if self.path.exists() else 0,
+        }
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        cursor = self._db.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        for row in rows:
+            if row["metadata"] is not None:
+                row["metadata"] = json.loads(row["metadata"])
+        return rows
+
+
+def _first_per_id(batch: pa.Table) -> pa.Table:
+    ids = batch.column("id").to_pylist()
+    if len(set(ids)) == len(ids):
+        return batch
+    seen: set[str] = set()
+    keep = [not (i in seen or seen.add(i)) for i in ids]
+    return batch.filter(pa.array(keep))
+
+
+def _us(moment: datetime | None) -> int | None:
+    if moment is None:
+        return None
+    return int(moment.timestamp() * 1_000_000)

@@ -1,0 +1,1 @@
+"""Ray Serve applications and the Serve config files that deploy them."""

@@ -1,0 +1,225 @@
+"""The HTTP API (FastAPI on Ray Serve): memories, search, keys, health.
+
+No `from __future__ import annotations` here: FastAPI must see real types in the signatures of a
+class that Serve ships to its replicas by value.
+"""
+
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Header, Request, Response
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from actors import supervisor
+from akasha_ray import config
+from akasha_ray.auth import Principal, hash_key
+from akasha_ray.embedding import normalize
+from akasha_ray.errors import AkashaError, NotFound, Unauthenticated, Unavailable
+from akasha_ray.models import (
+    IngestRequest,
+    IngestResponse,
+    KeyRequest,
+    KeyResponse,
+    Memory,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    TierReport,
+    now_utc,
+)
+from akasha_ray.records import build_batch
+from akasha_ray.routing import shard_for
+from akasha_ray.search import merge_hits, plan_hot
+
+app = FastAPI(
+    title="Akasha",
+    version="0.1.0",
+    description="Memory for fleets of AI systems: ingest, semantic search, keys.",
+)
+
+
+@app.exception_handler(AkashaError)
+async def _akasha_error(request: Request, exc: AkashaError) -> JSONResponse:
+    return JSONResponse(status_code=exc.status_code, content=exc.to_dict())
+
+
+Authorization = Header(None, description="Bearer <API key>")
+
+
+# Module helpers sit above the deployment class: Serve pickles the class with the globals
+# defined at that point.
+async def _awaitable(ref):
+    return await ref
+
+
+def _hit_fields(hit: dict[str, Any]) -> dict[str, Any]:
+    return {key: hit[key] for key in SearchHit.model_fields if key != "tier"}
+
+
+@serve.deployment(name="api")
+@serve.ingress(app)
+class AkashaAPI:
+    def __init__(self, embedder: DeploymentHandle, settings: dict[str, Any]) -> None:
+        self._settings = config.from_dict(settings)
+        self._embedder = embedder
+        self._shards = supervisor.hot_shards(self._settings)
+        self._keys = supervisor.keys(self._settings)
+        admin = self._settings.admin_key
+        self._keys.ensure_admin.remote(admin.get_secret_value() if admin else None)
+        self._principals: dict[str, Principal] = {}  # verified keys; keys are never revoked yet
+        self._timeout = self._settings.serve.request_timeout_s
+        self._model_info: dict[str, str] | None = None
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    async def _principal(self, authorization: str | None) -> Principal:
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthenticated("send Authorization: Bearer <API key>")
+        key_hash = hash_key(key.strip())
+        principal = self._principals.get(key_hash)
+        if principal is None:
+            found = await self._call(self._keys.principal.remote(key_hash), "keys")
+            if found is None:
+                raise Unauthenticated("unknown API key")
+            principal = self._principals[key_hash] = Principal.from_dict(found)
+        return principal
+
+    async def _call(self, ref, component: str):
+        try:
+            return await asyncio.wait_for(ref, self._timeout)
+        except TimeoutError as exc:
+            raise Unavailable(f"{component} did not answer within {self._timeout} s") from exc
+
+    # -- routes -------------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        names = [f"hot-{i}" for i in range(len(self._shards))]
+        checks = [shard.stats.remote() for shard in self._shards]
+        checks += [self._embedder.model.remote(), self._keys.principal.remote("")]
+        results = await asyncio.gather(
+            *(asyncio.wait_for(_awaitable(c), 5) for c in checks), return_exceptions=True
+        )
+        components: dict[str, Any] = {}
+        for name, result in zip([*names, "embedder", "keys"], results, strict=True):
+            if isinstance(result, BaseException):
+                components[name] = {"status": "down", "error": type(result).__name__}
+            elif name.startswith("hot-"):
+                components[name] = {"status": "ok", "memories": result["count"]}
+            elif name == "embedder":
+                components[name] = {"status": "ok", **result}
+            else:
+                components[name] = {"status": "ok"}
+        healthy = all(c["status"] == "ok" for c in components.values())
+        return {"status": "ok" if healthy else "degraded", "components": components}
+
+    @app.post("/v1/memories", status_code=201, response_model=IngestResponse)
+    async def ingest(
+        self, body: IngestRequest, authorization: str | None = Authorization
+    ) -> IngestResponse:
+        principal = await self._principal(authorization)
+        principal.require("write")
+        principal.require_systems([m.system_id for m in body.memories], "memories.system_id")
+        texts = [m.content for m in body.memories]
+        vectors, model = await asyncio.gather(
+            self._embedder.embed_documents.remote(texts), self._model()
+        )
+        batch = build_batch(body.memories, vectors, now=now_utc(), **model)
+        systems = batch.column("system_id").to_pylist()
+        shard_of = np.array([shard_for(s, len(self._shards)) for s in systems])
+        writes = [
+            self._shards[i].insert.remote(batch.filter(shard_of == i))
+            for i in np.unique(shard_of).tolist()
+        ]
+        await self._call(asyncio.gather(*writes), "hot shards")
+        return IngestResponse(ids=batch.column("id").to_pylist())
+
+    @app.post("/v1/search", response_model=SearchResponse)
+    async def search(
+        self, body: SearchRequest, authorization: str | None = Authorization
+    ) -> SearchResponse:
+        principal = await self._principal(authorization)
+        principal.require("read")
+        system_ids = body.system_ids
+        if system_ids is not None:
+            principal.require_systems(system_ids, "system_ids")
+        elif not principal.admin:
+            system_ids = sorted(principal.system_ids)
+        if body.query is not None:
+            vector = await self._embedder.embed_query.remote(body.query)
+        else:
+            vector = normalize(np.asarray(body.vector, dtype=np.float32))
+        started = time.perf_counter()
+        plan = plan_hot(system_ids, len(self._shards))
+        calls = [
+            self._shards[i].search.remote(vector, body.limit, systems, body.start, body.end)
+            for i, systems in plan.items()
+        ]
+        hot = await self._call(asyncio.gather(*calls), "hot shards")
+        latency_ms = (time.perf_counter() - started) * 1000
+        hits = merge_hits(hot, body.limit)
+        return SearchResponse(
+            results=[SearchHit(tier="hot", **_hit_fields(h)) for h in hits],
+            tiers=[TierReport(tier="hot", latency_ms=latency_ms, hits=sum(map(len, hot)))],
+        )
+
+    @app.get("/v1/memories/{memory_id}", response_model=Memory)
+    async def get_memory(self, memory_id: str, authorization: str | None = Authorization) -> Memory:
+        principal = await self._principal(authorization)
+        principal.require("read")
+        _, row = await self._find(memory_id, principal)
+        return Memory(tier="hot", **row)
+
+    @app.delete("/v1/memories/{memory_id}", status_code=204)
+    async def delete_memory(
+        self, memory_id: str, authorization: str | None = Authorization
+    ) -> Response:
+        principal = await self._principal(authorization)
+        principal.require("write")
+        shard, _ = await self._find(memory_id, principal)
+        await self._call(shard.delete.remote(memory_id), "hot shards")
+        return Response(status_code=204)
+
+    @app.post("/v1/keys", status_code=201, response_model=KeyResponse)
+    async def create_key(
+        self, body: KeyRequest, authorization: str | None = Authorization
+    ) -> KeyResponse:
+        principal = await self._principal(authorization)
+        principal.require_admin()
+        key = await self._call(self._keys.create.remote(body.system_ids, body.scopes), "keys")
+        return KeyResponse(
+            key=key, system_ids=sorted(set(body.system_ids)), scopes=sorted(set(body.scopes))
+        )
+
+    @app.get("/v1/stats")
+    async def stats(self, authorization: str | None = Authorization) -> dict[str, Any]:
+        principal = await self._principal(authorization)
+        principal.require_admin()
+        shards = await self._call(
+            asyncio.gather(*(s.stats.remote() for s in self._shards)), "hot shards"
+        )
+        return {"hot": [{"shard": i, **s} for i, s in enumerate(shards)]}
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _find(self, memory_id: str, principal: Principal):
+        """The shard and row of a memory this principal may see; 404 otherwise (no leak)."""
+        rows = await self._call(
+            asyncio.gather(*(s.get.remote(memory_id) for s in self._shards)), "hot shards"
+        )
+        for shard, row in zip(self._shards, rows, strict=True):
+            if row is not None and principal.may_see(row["system_id"]):
+                return shard, row
+        raise NotFound(f"no memory {memory_id!r}")
+
+    async def _model(self) -> dict[str, str]:
+        if self._model_info is None:
+            info = await self._embedder.model.remote()
+            self._model_info = {"model": info["model"], "model_revision": info["revision"]}
+        return self._model_info
