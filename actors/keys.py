@@ -11,6 +11,9 @@ class KeysActor:
     def __init__(self, data_dir: str) -> None:
         self._store = KeyStore(Path(data_dir))
 
+    def data_dir(self) -> str:
+        return str(self._store.data_dir)
+
     def ensure_admin(self, configured: str | None) -> str | None:
         return self._store.ensure_admin(configured)
 

@@ -68,5 +68,15 @@ def keys(settings: Settings) -> ActorHandle:
     )
 
 
+def adopt_running(settings: Settings) -> Settings:
+    """The settings with the data dir of the Akasha running in this namespace, if there is one."""
+    try:
+        running = ray.get_actor("keys", namespace=settings.namespace)
+    except ValueError:
+        return settings
+    data_dir = Path(ray.get(running.data_dir.remote()))
+    return settings.model_copy(update={"data_dir": data_dir})
+
+
 def actor_names(settings: Settings) -> list[str]:
     return [hot_actor_name(i) for i in range(settings.hot.shards)] + ["keys"]

@@ -1,0 +1,194 @@
+"""The `akasha` command: run a local Akasha and talk to it."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from akasha_ray import config
+from akasha_ray.client import AkashaClient, AkashaHTTPError, default_url, read_jsonl, wait_healthy
+from akasha_ray.errors import AkashaError
+
+DEMO_SEED = 7
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (AkashaError, AkashaHTTPError, ValueError, TimeoutError) as exc:
+        print(f"akasha: {exc}", file=sys.stderr)
+        return 1
+
+
+def up(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    from actors import supervisor
+    from akasha_ray import local_cluster
+    from serve_apps.app import bind
+
+    overrides = {"serve": {"port": args.port}} if args.port else {}
+    settings = config.load(**overrides)
+    local_cluster.connect(settings)
+    supervisor.check_manifest(settings)
+    admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+    generated = ray.get(supervisor.keys(settings).ensure_admin.remote(admin))
+    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    serve.run(bind(settings), name="akasha", route_prefix="/")
+    url = default_url(settings)
+    wait_healthy(url)
+    if args.demo:
+        _load_demo(url, args.demo_size)
+    print(f"Akasha is serving on {url} (API docs: {url}/docs)")
+    if generated:
+        print(f"Admin key (shown once): {generated}")
+    if admin is None:
+        print(f"The admin key is in {settings.data_dir / 'admin.key'}")
+    return 0
+
+
+def _load_demo(url: str, size: int) -> None:
+    from akasha_ray import demo
+
+    with AkashaClient(url) as client:
+        if any(c.get("memories") for c in client.health()["components"].values()):
+            print("Demo data skipped: the store already holds memories.")
+            return
+        # Demo timestamps end at today's midnight, so re-running on one day gives the same ids.
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        records = demo.generate(size, seed=DEMO_SEED, now=today)
+        client.ingest(records, total=len(records))
+
+
+def down(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    from actors import supervisor
+    from akasha_ray import local_cluster
+
+    settings = config.load()
+    try:
+        local_cluster.connect(settings, start=False)
+    except ConnectionError:
+        print("No Ray cluster is running.")
+        return 0
+    serve.delete("akasha")
+    for name in supervisor.actor_names(settings):
+        try:
+            handle = ray.get_actor(name, namespace=settings.namespace)
+        except ValueError:
+            continue
+        if name.startswith("hot-"):
+            ray.get(handle.close.remote())  # checkpoint before the process goes
+        ray.kill(handle, no_restart=True)
+    ray.shutdown()
+    stopped = local_cluster.stop_if_ours(settings)
+    print("Akasha stopped" + (" and the local Ray cluster shut down." if stopped else "."))
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        health = client.health()
+        print(f"{client.url}: {health['status']}")
+        for name, component in health["components"].items():
+            details = ", ".join(f"{k}={v}" for k, v in component.items() if k != "status")
+            print(f"  {name:10} {component['status']:8} {details}")
+    return 0 if health["status"] == "ok" else 1
+
+
+def ingest(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.exists():
+        raise ValueError(f"no such file: {path}")
+    with open(path) as lines:
+        total = sum(1 for line in lines if line.strip())
+    with _client(args) as client:
+        ids = client.ingest(read_jsonl(path), batch_size=args.batch_size, total=total)
+    print(f"ingested {len(ids)} memories")
+    return 0
+
+
+def search(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body = client.search(
+            args.text, system_ids=args.system, start=_since(args.since), limit=args.limit
+        )
+    for hit in body["results"]:
+        text = hit["content"].replace("\n", " ")
+        print(f"{hit['similarity']:.3f}  {hit['system_id']:20} {hit['created_at'][:19]}  {text}")
+    if not body["results"]:
+        print("no results")
+    return 0
+
+
+def keys_create(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(client.create_key(args.system, args.scope))
+    return 0
+
+
+def _since(value: str | None) -> datetime | None:
+    """'7d', '12h', '30m' before now, or an RFC 3339 time."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)([dhm])", value)
+    if match:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
+        return datetime.now(UTC) - timedelta(**{unit: int(match[1])})
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError("--since needs a time zone offset, e.g. 2026-01-01T00:00:00Z, or 7d")
+    return moment
+
+
+def _client(args: argparse.Namespace) -> AkashaClient:
+    return AkashaClient(url=args.url, key=args.key)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="akasha", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, run, help_text: str, *, remote: bool = True) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(run=run)
+        if remote:
+            cmd.add_argument("--url", help="Akasha URL (default: AKASHA_URL or the config)")
+            cmd.add_argument("--key", help="API key (default: AKASHA_API_KEY or the admin key)")
+        return cmd
+
+    cmd = command(
+        "up", up, "start Akasha on a local Ray cluster and wait until healthy", remote=False
+    )
+    cmd.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    cmd.add_argument("--demo", action="store_true", help="load demo conversations")
+    cmd.add_argument("--demo-size", type=int, default=2000, help="demo memories (default 2000)")
+    command("down", down, "stop Akasha (and the Ray cluster `up` started)", remote=False)
+    command("status", status, "show the health of every component")
+    cmd = command("ingest", ingest, "ingest a JSONL file of memories over HTTP")
+    cmd.add_argument("file")
+    cmd.add_argument("--batch-size", type=int, default=500)
+    cmd = command("search", search, "semantic search")
+    cmd.add_argument("text")
+    cmd.add_argument("--system", action="append", help="limit to a system (repeatable)")
+    cmd.add_argument("--since", help="7d, 12h, 30m or an RFC 3339 time")
+    cmd.add_argument("--limit", type=int, default=10)
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(required=True)
+    cmd = keys.add_parser("create", help="mint a key scoped to systems")
+    cmd.set_defaults(run=keys_create)
+    cmd.add_argument("--url")
+    cmd.add_argument("--key")
+    cmd.add_argument("--system", action="append", required=True)
+    cmd.add_argument("--scope", action="append", choices=["read", "write"], required=True)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""A small HTTP client for Akasha, used by the CLI, the notebooks and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from akasha_ray import config
+from akasha_ray.auth import read_admin_key
+from akasha_ray.models import MAX_BATCH
+
+
+class AkashaHTTPError(RuntimeError):
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        try:
+            self.body = response.json()
+        except ValueError:
+            self.body = response.text
+        super().__init__(f"HTTP {response.status_code}: {self.body}")
+
+
+class AkashaClient:
+    def __init__(self, url: str | None = None, key: str | None = None, timeout: float = 60):
+        settings = config.load()
+        self.url = url or os.environ.get("AKASHA_URL") or default_url(settings)
+        self.key = key or os.environ.get("AKASHA_API_KEY") or read_admin_key(settings.data_dir)
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AkashaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/healthz")
+
+    def stats(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/stats")
+
+    def ingest(
+        self,
+        memories: Iterable[dict[str, Any]],
+        *,
+        batch_size: int = 500,
+        total: int | None = None,
+        progress: bool = True,
+    ) -> list[str]:
+        """POST memories in batches (at most 1,000 a request), retrying brief outages."""
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
+        ids: list[str] = []
+        with tqdm(total=total, unit="mem", desc="ingest", disable=not progress) as bar:
+            for batch in _batches(memories, batch_size):
+                body = self._json("POST", "/v1/memories", json={"memories": batch}, retries=3)
+                ids.extend(body["ids"])
+                bar.update(len(batch))
+        return ids
+
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        limit: int = 10,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"limit": limit}
+        if query is not None:
+            body["query"] = query
+        if vector is not None:
+            body["vector"] = [float(x) for x in vector]
+        if system_ids:
+            body["system_ids"] = list(system_ids)
+        for name, value in (("start", start), ("end", end)):
+            if value is not None:
+                body[name] = value.isoformat() if isinstance(value, datetime) else value
+        return self._json("POST", "/v1/search", json=body)
+
+    def get(self, memory_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/memories/{memory_id}")
+
+    def delete(self, memory_id: str) -> None:
+        self._json("DELETE", f"/v1/memories/{memory_id}")
+
+    def create_key(self, system_ids: Sequence[str], scopes: Sequence[str]) -> str:
+        body = {"system_ids": list(system_ids), "scopes": list(scopes)}
+        return self._json("POST", "/v1/keys", json=body)["key"]
+
+    def _json(self, method: str, path: str, *, retries: int = 0, **kwargs: Any) -> Any:
+        for attempt in range(retries + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if attempt == retries:
+                    raise
+            else:
+                if response.status_code not in (502, 503, 504) or attempt == retries:
+                    break
+            time.sleep(0.5 * 2**attempt)
+        if response.status_code >= 400:
+            raise AkashaHTTPError(response)
+        return response.json() if response.content else None
+
+
+def default_url(settings: config.Settings) -> str:
+    return f"http://{settings.serve.host}:{settings.serve.port}"
+
+
+def wait_healthy(url: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/healthz", timeout=5)
+            if response.status_code == 200 and response.json()["status"] == "ok":
+                return response.json()
+            last = response.text
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise TimeoutError(f"Akasha at {url} not healthy after {timeout} s: {last}")
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path) as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+
+
+def _batches(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,50 @@
+"""Shared fixtures: one local Ray cluster for the whole session, started on demand."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from akasha_ray import config
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A fresh local Ray cluster (never one a developer already runs), with the job API on."""
+    import ray
+
+    # Job drivers started by this cluster must find this virtualenv's python.
+    os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    dashboard_port = free_port()
+    context = ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=dashboard_port,
+        log_to_driver=False,
+    )
+    yield {
+        "gcs_address": context.address_info["gcs_address"],
+        "dashboard_url": f"http://127.0.0.1:{dashboard_port}",
+    }
+    ray.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path) -> config.Settings:
+    """Settings for an isolated Akasha: its own data dir and Ray namespace."""
+    return config.load(data_dir=tmp_path / "data", namespace=f"test-{uuid.uuid4().hex[:8]}")
