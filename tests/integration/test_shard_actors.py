@@ -39,7 +39,7 @@ def test_get_or_create_returns_the_same_named_actors(ray_cluster, settings):
 def test_shard_count_is_fixed_per_data_dir(ray_cluster, settings):
     supervisor.hot_shards(settings)
     other = settings.model_copy(update={"hot": settings.hot.model_copy(update={"shards": 3})})
-    with pytest.raises(ConfigError, match="hot.shards=2"):
+    with pytest.raises(ConfigError, match=r"hot\.shards=2"):
         supervisor.hot_shards(other)
 
 

@@ -64,7 +64,7 @@ def test_unknown_system_and_empty_index():
 
 
 def test_remove_and_compaction_keep_answers_exact(data):
-    rng, x, systems, times, index = data
+    rng, x, _, _, index = data
     removed = set(range(0, len(x), 2))  # enough to trigger compaction
     for i in removed:
         assert index.remove(f"m{i}")
