@@ -1,0 +1,23 @@
+"""`python -m akasha_ray.bench <hot|graph|timeseries> [options]`: JSON on stdout."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "hot": "akasha_ray.bench.hot",
+    "graph": "akasha_ray.bench.graph",
+    "timeseries": "akasha_ray.bench.timeseries",
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: python -m akasha_ray.bench {{{'|'.join(BENCHMARKS)}}} [options]")
+        return 2
+    return importlib.import_module(BENCHMARKS[argv[0]]).main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

