@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from akasha_ray.auth import KeyStore
+from akasha_ray.auth import ADMIN_KEY_FILE, KeyStore
+
+logger = logging.getLogger("akasha.keys")
 
 
 class KeysActor:
@@ -15,7 +18,11 @@ class KeysActor:
         return str(self._store.data_dir)
 
     def ensure_admin(self, configured: str | None) -> str | None:
-        return self._store.ensure_admin(configured)
+        generated = self._store.ensure_admin(configured)
+        if generated:
+            path = self._store.data_dir / ADMIN_KEY_FILE
+            logger.warning("generated the admin API key; it is in %s (mode 0600)", path)
+        return generated
 
     def create(self, system_ids: list[str], scopes: list[str]) -> str:
         return self._store.create(system_ids, scopes)

@@ -4,12 +4,12 @@ No `from __future__ import annotations` here: FastAPI must see real types in the
 class that Serve ships to its replicas by value.
 """
 
-
 import asyncio
 import time
 from typing import Any
 
 import numpy as np
+import ray
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -70,7 +70,8 @@ class AkashaAPI:
         self._shards = supervisor.hot_shards(self._settings)
         self._keys = supervisor.keys(self._settings)
         admin = self._settings.admin_key
-        self._keys.ensure_admin.remote(admin.get_secret_value() if admin else None)
+        # Under `serve run` nothing else has bootstrapped the admin key: make sure one exists.
+        ray.get(self._keys.ensure_admin.remote(admin.get_secret_value() if admin else None))
         self._principals: dict[str, Principal] = {}  # verified keys; keys are never revoked yet
         self._timeout = self._settings.serve.request_timeout_s
         self._model_info: dict[str, str] | None = None
@@ -102,7 +103,7 @@ class AkashaAPI:
     async def healthz(self) -> dict[str, Any]:
         names = [f"hot-{i}" for i in range(len(self._shards))]
         checks = [shard.stats.remote() for shard in self._shards]
-        checks += [self._embedder.model.remote(), self._keys.principal.remote("")]
+        checks += [self._embedder.model.remote(), self._keys.data_dir.remote()]
         results = await asyncio.gather(
             *(asyncio.wait_for(_awaitable(c), 5) for c in checks), return_exceptions=True
         )
