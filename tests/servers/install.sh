@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v npm >/dev/null || need+=(nodejs npm)
 if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
