@@ -40,5 +40,8 @@ class HotShardActor:
     def stats(self) -> dict[str, Any]:
         return self._shard.stats()
 
+    def system_counts(self) -> dict[str, int]:
+        return self._shard.system_counts()
+
     def close(self) -> None:
         self._shard.close()

@@ -10,7 +10,9 @@ from ray.actor import ActorHandle
 
 from actors.hot_shard import HotShardActor
 from actors.keys import KeysActor
-from akasha_ray.config import Settings
+from actors.timeseries import ACTOR_NAME as TIMESERIES
+from actors.timeseries import TimeseriesActor
+from akasha_ray.config import Settings, to_dict
 from akasha_ray.errors import ConfigError
 from akasha_ray.routing import hot_actor_name
 
@@ -68,6 +70,16 @@ def keys(settings: Settings) -> ActorHandle:
     )
 
 
+def timeseries(settings: Settings) -> ActorHandle:
+    # No task retries here: a retried write after a restart could store its points twice.
+    options = {**_OWNER_OPTIONS, "max_task_retries": 0}
+    return (
+        ray.remote(TimeseriesActor)
+        .options(name=TIMESERIES, namespace=settings.namespace, num_cpus=0, **options)
+        .remote(to_dict(settings))
+    )
+
+
 def adopt_running(settings: Settings) -> Settings:
     """The settings with the data dir of the Akasha running in this namespace, if there is one."""
     try:
@@ -79,4 +91,4 @@ def adopt_running(settings: Settings) -> Settings:
 
 
 def actor_names(settings: Settings) -> list[str]:
-    return [hot_actor_name(i) for i in range(settings.hot.shards)] + ["keys"]
+    return [hot_actor_name(i) for i in range(settings.hot.shards)] + ["keys", TIMESERIES]

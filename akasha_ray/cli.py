@@ -86,6 +86,8 @@ def down(args: argparse.Namespace) -> int:
             continue
         if name.startswith("hot-"):
             ray.get(handle.close.remote())  # checkpoint before the process goes
+        elif name == "timeseries":
+            ray.get(handle.shutdown.remote())  # flush every accepted point first
         ray.kill(handle, no_restart=True)
     ray.shutdown()
     stopped = local_cluster.stop_if_ours(settings)

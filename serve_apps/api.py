@@ -6,20 +6,21 @@ class that Serve ships to its replicas by value.
 
 import asyncio
 import time
-from typing import Any
+from collections import Counter
+from typing import Annotated, Any
 
 import numpy as np
 import ray
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from actors import supervisor
-from akasha_ray import config
+from akasha_ray import config, self_metrics
 from akasha_ray.auth import Principal, hash_key
 from akasha_ray.embedding import normalize
-from akasha_ray.errors import AkashaError, NotFound, Unauthenticated, Unavailable
+from akasha_ray.errors import AkashaError, Forbidden, NotFound, Unauthenticated, Unavailable
 from akasha_ray.models import (
     IngestRequest,
     IngestResponse,
@@ -35,6 +36,10 @@ from akasha_ray.models import (
 from akasha_ray.records import build_batch
 from akasha_ray.routing import shard_for
 from akasha_ray.search import merge_hits, plan_hot
+from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
+from akasha_ray.timeseries.models import WritePointsRequest
+
+TIER_SIZES_EVERY_S = 60  # how often an ingest also samples per-system tier sizes
 
 app = FastAPI(
     title="Akasha",
@@ -69,6 +74,8 @@ class AkashaAPI:
         self._embedder = embedder
         self._shards = supervisor.hot_shards(self._settings)
         self._keys = supervisor.keys(self._settings)
+        self._timeseries = supervisor.timeseries(self._settings)
+        self._sizes_sampled_at = 0.0
         admin = self._settings.admin_key
         # Under `serve run` nothing else has bootstrapped the admin key: make sure one exists.
         ray.get(self._keys.ensure_admin.remote(admin.get_secret_value() if admin else None))
@@ -103,18 +110,24 @@ class AkashaAPI:
     async def healthz(self) -> dict[str, Any]:
         names = [f"hot-{i}" for i in range(len(self._shards))]
         checks = [shard.stats.remote() for shard in self._shards]
-        checks += [self._embedder.model.remote(), self._keys.data_dir.remote()]
+        checks += [
+            self._embedder.model.remote(),
+            self._keys.data_dir.remote(),
+            self._timeseries.health.remote(),
+        ]
         results = await asyncio.gather(
             *(asyncio.wait_for(_awaitable(c), 5) for c in checks), return_exceptions=True
         )
         components: dict[str, Any] = {}
-        for name, result in zip([*names, "embedder", "keys"], results, strict=True):
+        for name, result in zip([*names, "embedder", "keys", "timeseries"], results, strict=True):
             if isinstance(result, BaseException):
                 components[name] = {"status": "down", "error": type(result).__name__}
             elif name.startswith("hot-"):
                 components[name] = {"status": "ok", "memories": result["count"]}
             elif name == "embedder":
                 components[name] = {"status": "ok", **result}
+            elif name == "timeseries":
+                components[name] = {"status": "ok", "flavour": result["flavour"]}
             else:
                 components[name] = {"status": "ok"}
         healthy = all(c["status"] == "ok" for c in components.values())
@@ -138,8 +151,13 @@ class AkashaAPI:
             self._shards[i].insert.remote(batch.filter(shard_of == i))
             for i in np.unique(shard_of).tolist()
         ]
-        await self._call(asyncio.gather(*writes), "hot shards")
-        return IngestResponse(ids=batch.column("id").to_pylist())
+        stored = await self._call(asyncio.gather(*writes), "hot shards")
+        ids = batch.column("id").to_pylist()
+        system_of = dict(zip(ids, systems, strict=True))
+        new = Counter(system_of[memory_id] for part in stored for memory_id in part)
+        self._record(self_metrics.ingested(new, now_utc()))
+        await self._sample_tier_sizes()
+        return IngestResponse(ids=ids)
 
     @app.post("/v1/search", response_model=SearchResponse)
     async def search(
@@ -165,9 +183,10 @@ class AkashaAPI:
         hot = await self._call(asyncio.gather(*calls), "hot shards")
         latency_ms = (time.perf_counter() - started) * 1000
         hits = merge_hits(hot, body.limit)
+        tiers = [TierReport(tier="hot", latency_ms=latency_ms, hits=sum(map(len, hot)))]
+        self._record(self_metrics.searched(system_ids, tiers, now_utc()))
         return SearchResponse(
-            results=[SearchHit(tier="hot", **_hit_fields(h)) for h in hits],
-            tiers=[TierReport(tier="hot", latency_ms=latency_ms, hits=sum(map(len, hot)))],
+            results=[SearchHit(tier="hot", **_hit_fields(h)) for h in hits], tiers=tiers
         )
 
     @app.get("/v1/memories/{memory_id}", response_model=Memory)
@@ -198,6 +217,33 @@ class AkashaAPI:
             key=key, system_ids=sorted(set(body.system_ids)), scopes=sorted(set(body.scopes))
         )
 
+    @app.post("/v1/metrics", status_code=202)
+    async def write_metrics(
+        self, body: WritePointsRequest, authorization: str | None = Authorization
+    ) -> dict[str, int]:
+        principal = await self._principal(authorization)
+        principal.require("write")
+        principal.require_systems([p.system_id for p in body.points], "points.system_id")
+        batch = PointBatch.from_points(body.points)
+        await self._call(self._timeseries.write.remote(batch), "timeseries")
+        return {"accepted": len(batch)}
+
+    @app.get("/v1/metrics/query", response_model=QueryResponse)
+    async def query_metrics(
+        self,
+        query: Annotated[MetricsQuery, Query()],
+        authorization: str | None = Authorization,
+    ) -> QueryResponse:
+        principal = await self._principal(authorization)
+        principal.require("read")
+        if query.system_id is None:
+            if not principal.admin:
+                raise Forbidden("a scoped key must name a system_id", field="system_id")
+        else:
+            principal.require_systems([query.system_id], "system_id")
+        buckets = await self._call(self._timeseries.query.remote(query), "timeseries")
+        return QueryResponse(buckets=buckets)
+
     @app.get("/v1/stats")
     async def stats(self, authorization: str | None = Authorization) -> dict[str, Any]:
         principal = await self._principal(authorization)
@@ -218,6 +264,21 @@ class AkashaAPI:
             if row is not None and principal.may_see(row["system_id"]):
                 return shard, row
         raise NotFound(f"no memory {memory_id!r}")
+
+    def _record(self, points: list) -> None:
+        """Write Akasha's own metrics without making the request wait for (or fail on) them."""
+        if points:
+            self._timeseries.write.remote(PointBatch.from_points(points))
+
+    async def _sample_tier_sizes(self) -> None:
+        if time.monotonic() - self._sizes_sampled_at < TIER_SIZES_EVERY_S:
+            return
+        self._sizes_sampled_at = time.monotonic()
+        counts = await self._call(
+            asyncio.gather(*(s.system_counts.remote() for s in self._shards)), "hot shards"
+        )
+        merged = {system: n for part in counts for system, n in part.items()}
+        self._record(self_metrics.tier_sizes("hot", merged, now_utc()))
 
     async def _model(self) -> dict[str, str]:
         if self._model_info is None:

@@ -134,6 +134,12 @@ class HotShard:
             "bytes": self.path.stat().st_size if self.path.exists() else 0,
         }
 
+    def system_counts(self) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT system_id, count(*) FROM memories GROUP BY system_id"
+        ).fetchall()
+        return dict(rows)
+
     def close(self) -> None:
         self._db.close()
 
