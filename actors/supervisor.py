@@ -76,7 +76,7 @@ def timeseries(settings: Settings) -> ActorHandle:
     return (
         ray.remote(TimeseriesActor)
         .options(name=TIMESERIES, namespace=settings.namespace, num_cpus=0, **options)
-        .remote(to_dict(settings))
+        .remote(to_dict(settings), settings.timeseries.options.model_dump(mode="json"))
     )
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from akasha_ray.errors import ConfigError
+from akasha_ray.timeseries.options import TimeseriesOptions
 
 
 class Section(BaseModel):
@@ -70,7 +71,13 @@ class WarmConfig(Section):
 
 class TimeseriesConfig(Section):
     backend: Literal["duckdb", "timescaledb"] = "duckdb"
-    dsn: SecretStr | None = Field(None, description="postgresql:// DSN for TimescaleDB.")
+    dsn: SecretStr | None = Field(
+        None, description="postgresql:// DSN for TimescaleDB (or PostgreSQL without it)."
+    )
+    options: TimeseriesOptions = Field(
+        default_factory=TimeseriesOptions,
+        description="Refresh policies, write batching, retention and compression.",
+    )
 
 
 class GraphConfig(Section):
