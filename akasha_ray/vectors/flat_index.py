@@ -96,7 +96,9 @@ class FlatIndex:
                 scores[~mask] = -np.inf
             k = min(k, kept)
         k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        m = len(scores)
+        # Partition for the k largest in place of negating: no extra copy of the scores.
+        top = np.argpartition(scores, m - k)[m - k :] if k < m else np.arange(m)
         top = top[np.argsort(-scores[top], kind="stable")]
         picked = top if rows is None else rows[top]
         return [self._ids[r] for r in picked], scores[top]
