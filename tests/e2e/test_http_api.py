@@ -23,8 +23,12 @@ def seeded(admin):
         _memory("shop-bot", "Where is my parcel? The tracking has not moved in days"),
         _memory("code-bot", "Python raises KeyError when I read the config dict"),
         _memory("code-bot", "The kubernetes pod is stuck in CrashLoopBackOff"),
-        _memory("trip-bot", "Book me a flight from Lisbon to Tokyo next month",
-                created_at=(now - timedelta(days=3)).isoformat(), metadata={"lang": "en"}),
+        _memory(
+            "trip-bot",
+            "Book me a flight from Lisbon to Tokyo next month",
+            created_at=(now - timedelta(days=3)).isoformat(),
+            metadata={"lang": "en"},
+        ),
     ]
     ids = admin.ingest(memories, progress=False)
     return dict(zip([m["content"][:12] for m in memories], ids, strict=True))
@@ -57,8 +61,11 @@ def test_ingest_get_search_delete(admin, seeded):
     assert len(memory["model_revision"]) == 16
 
     # Re-sending a memory with its created_at (or id) stores nothing new: same id back.
-    trip = _memory("trip-bot", "Book me a flight from Lisbon to Tokyo next month",
-                   created_at=memory["created_at"])
+    trip = _memory(
+        "trip-bot",
+        "Book me a flight from Lisbon to Tokyo next month",
+        created_at=memory["created_at"],
+    )
     assert admin.ingest([trip], progress=False) == [seeded["Book me a fl"]]
     assert admin.ingest([{**trip, "id": "client-id-1"}], progress=False) == ["client-id-1"]
     assert admin.ingest([{**trip, "id": "client-id-1"}], progress=False) == ["client-id-1"]
@@ -82,8 +89,9 @@ def test_search_by_vector_matches_search_by_text(admin, seeded):
     by_vector = admin.search(vector=(vector * 3).tolist(), limit=5)["results"]  # any length
     by_text = admin.search("refund for a broken blender", limit=5)["results"]
     assert [h["id"] for h in by_vector] == [h["id"] for h in by_text]
-    assert np.allclose([h["similarity"] for h in by_vector],
-                       [h["similarity"] for h in by_text], atol=1e-4)
+    assert np.allclose(
+        [h["similarity"] for h in by_vector], [h["similarity"] for h in by_text], atol=1e-4
+    )
 
 
 def test_delete(admin):
@@ -124,7 +132,10 @@ def test_scoped_keys(akasha, admin, seeded):
         assert response.status_code == 403 and response.json()["field"] == "system_ids"
         response = http.post("/v1/memories", json={"memories": [_memory("code-bot", "hi")]})
         assert response.status_code == 403
-        assert http.post("/v1/memories", json={"memories": [_memory("shop-bot", "hi")]}).status_code == 201
+        assert (
+            http.post("/v1/memories", json={"memories": [_memory("shop-bot", "hi")]}).status_code
+            == 201
+        )
         response = http.post("/v1/keys", json={"system_ids": ["shop-bot"], "scopes": ["read"]})
         assert response.status_code == 403
         # Another system's memory is invisible: 404, not its content.
@@ -132,7 +143,10 @@ def test_scoped_keys(akasha, admin, seeded):
         assert http.delete(f"/v1/memories/{seeded['Python raise']}").status_code == 404
         assert http.get(f"/v1/memories/{seeded['My blender a']}").status_code == 200
     with _http(akasha, reader) as http:
-        assert http.post("/v1/memories", json={"memories": [_memory("code-bot", "x")]}).status_code == 403
+        assert (
+            http.post("/v1/memories", json={"memories": [_memory("code-bot", "x")]}).status_code
+            == 403
+        )
         assert http.post("/v1/search", json={"query": "pod"}).status_code == 200
 
 
@@ -144,8 +158,11 @@ def test_scoped_keys(akasha, admin, seeded):
         ("/v1/search", {}, "vector"),
         ("/v1/search", {"query": "x", "limit": 0}, "limit"),
         ("/v1/search", {"query": "x", "limit": 5000}, "limit"),
-        ("/v1/search", {"query": "x", "start": "2026-02-01T00:00:00Z",
-                        "end": "2026-01-01T00:00:00Z"}, "end"),
+        (
+            "/v1/search",
+            {"query": "x", "start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+            "end",
+        ),
         ("/v1/search", {"query": "x", "start": "yesterday"}, "start"),
         ("/v1/search", {"query": "x", "colour": "red"}, "colour"),
         ("/v1/memories", {"memories": [_memory("a", "")]}, "content"),

@@ -1,7 +1,6 @@
 """`ray job submit` of the batch ingest: stopped mid-way, resubmitted, nothing lost or doubled."""
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -25,20 +24,42 @@ def _job_env(akasha) -> dict:
 def _ray(akasha, *args, timeout=300):
     ray_bin = str(Path(akasha["akasha_bin"]).with_name("ray"))
     return subprocess.run(
-        [ray_bin, "job", *args], env=_job_env(akasha), cwd=REPO,
-        capture_output=True, text=True, timeout=timeout,
+        [ray_bin, "job", *args],
+        env=_job_env(akasha),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def _submit(akasha, source, *, wait):
     job_id = f"ingest-{uuid.uuid4().hex[:8]}"
     runtime_env = json.dumps({"env_vars": {"AKASHA_NAMESPACE": "akasha-e2e"}})
-    args = ["submit", "--submission-id", job_id, "--working-dir", ".",
-            "--runtime-env-json", runtime_env]
+    args = [
+        "submit",
+        "--submission-id",
+        job_id,
+        "--working-dir",
+        ".",
+        "--runtime-env-json",
+        runtime_env,
+    ]
     if not wait:
         args.append("--no-wait")
-    done = _ray(akasha, *args, "--", "python", "-m", "akasha_ray.jobs.ingest",
-                "--source", str(source), "--chunk-size", "100", timeout=900)
+    done = _ray(
+        akasha,
+        *args,
+        "--",
+        "python",
+        "-m",
+        "akasha_ray.jobs.ingest",
+        "--source",
+        str(source),
+        "--chunk-size",
+        "100",
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return job_id, done.stdout
 
