@@ -1,0 +1,96 @@
+"""The `graph` actor: sole owner of the knowledge graph store (a DuckDB file or a Neo4j driver).
+
+The supervisor wraps it with `ray.remote(GraphActor)`; as an async actor it serves calls on one
+event loop. The store opens on the first call (or `ready()`), not in the constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from akasha_ray.config import GraphConfig
+from akasha_ray.graph import (
+    Entity,
+    GraphStats,
+    GraphStore,
+    Neighborhood,
+    PathResult,
+    Relationship,
+    open_graph_store,
+)
+from akasha_ray.graph.models import DEFAULT_HOPS
+
+
+class GraphActor:
+    def __init__(self, graph_config: dict[str, Any], data_dir: str) -> None:
+        # Plain data in, so the config (secrets included) travels inside Ray, not via env.
+        self._config = GraphConfig.model_validate(graph_config)
+        self._data_dir = Path(data_dir)
+        self._store: GraphStore | None = None
+        self._opening = asyncio.Lock()
+
+    async def _graph(self) -> GraphStore:
+        if self._store is None:
+            async with self._opening:
+                if self._store is None:
+                    self._store = await open_graph_store(self._config, self._data_dir)
+        return self._store
+
+    async def ready(self) -> str:
+        """Open the store now, so configuration errors surface at start-up; returns the backend."""
+        return (await self._graph()).backend
+
+    async def upsert_entities(self, entities: Sequence[Entity]) -> int:
+        return await (await self._graph()).upsert_entities(entities)
+
+    async def upsert_relationships(self, relationships: Sequence[Relationship]) -> int:
+        return await (await self._graph()).upsert_relationships(relationships)
+
+    async def get_entity(self, entity_id: str) -> Entity | None:
+        return await (await self._graph()).get_entity(entity_id)
+
+    async def neighbors(
+        self,
+        entity_id: str,
+        depth: int = 1,
+        types: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        limit: int = 1000,
+    ) -> Neighborhood:
+        return await (await self._graph()).neighbors(entity_id, depth, types, as_of, limit)
+
+    async def shortest_path(
+        self,
+        source: str,
+        target: str,
+        max_hops: int = DEFAULT_HOPS,
+        types: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        directed: bool = False,
+    ) -> PathResult:
+        graph = await self._graph()
+        return await graph.shortest_path(source, target, max_hops, types, as_of, directed)
+
+    async def delete_entity(self, entity_id: str) -> bool:
+        return await (await self._graph()).delete_entity(entity_id)
+
+    async def link_memories(self, memory_id: str, entity_ids: Sequence[str]) -> int:
+        return await (await self._graph()).link_memories(memory_id, entity_ids)
+
+    async def unlink_memory(self, memory_id: str) -> int:
+        return await (await self._graph()).unlink_memory(memory_id)
+
+    async def entity_memories(self, entity_id: str) -> list[str]:
+        return await (await self._graph()).entity_memories(entity_id)
+
+    async def stats(self) -> GraphStats:
+        return await (await self._graph()).stats()
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
