@@ -24,6 +24,9 @@ class HotShardActor:
     def get(self, memory_id: str) -> dict[str, Any] | None:
         return self._shard.get(memory_id)
 
+    def get_many(self, ids: list[str]) -> list[dict[str, Any]]:
+        return self._shard.get_many(ids)
+
     def delete(self, memory_id: str) -> bool:
         return self._shard.delete(memory_id)
 
@@ -34,8 +37,9 @@ class HotShardActor:
         system_ids: list[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        only_ids: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        return self._shard.search(vector, k, system_ids, start, end)
+        return self._shard.search(vector, k, system_ids, start, end, only_ids)
 
     def stats(self) -> dict[str, Any]:
         return self._shard.stats()

@@ -8,6 +8,7 @@ from pathlib import Path
 import ray
 from ray.actor import ActorHandle
 
+from actors.graph import GraphActor
 from actors.hot_shard import HotShardActor
 from actors.keys import KeysActor
 from actors.timeseries import ACTOR_NAME as TIMESERIES
@@ -80,6 +81,15 @@ def timeseries(settings: Settings) -> ActorHandle:
     )
 
 
+def graph(settings: Settings) -> ActorHandle:
+    # Upserts and reads are idempotent, so calls in flight may be retried after a restart.
+    return (
+        ray.remote(GraphActor)
+        .options(name="graph", namespace=settings.namespace, num_cpus=0, **_OWNER_OPTIONS)
+        .remote(to_dict(settings)["graph"], str(settings.data_dir))
+    )
+
+
 def adopt_running(settings: Settings) -> Settings:
     """The settings with the data dir of the Akasha running in this namespace, if there is one."""
     try:
@@ -91,4 +101,4 @@ def adopt_running(settings: Settings) -> Settings:
 
 
 def actor_names(settings: Settings) -> list[str]:
-    return [hot_actor_name(i) for i in range(settings.hot.shards)] + ["keys", TIMESERIES]
+    return [hot_actor_name(i) for i in range(settings.hot.shards)] + ["keys", TIMESERIES, "graph"]

@@ -88,6 +88,8 @@ def down(args: argparse.Namespace) -> int:
             ray.get(handle.close.remote())  # checkpoint before the process goes
         elif name == "timeseries":
             ray.get(handle.shutdown.remote())  # flush every accepted point first
+        elif name == "graph":
+            ray.get(handle.close.remote())
         ray.kill(handle, no_restart=True)
     ray.shutdown()
     stopped = local_cluster.stop_if_ours(settings)

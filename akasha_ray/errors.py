@@ -18,6 +18,8 @@ class AkashaError(Exception):
         body: dict[str, object] = {"error": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
+            # The same shape as FastAPI's validation errors, so clients read one format.
+            body["detail"] = [{"loc": [self.field], "msg": self.message, "type": self.code}]
         return body
 
 

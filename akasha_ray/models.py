@@ -18,10 +18,12 @@ from pydantic import (
 )
 
 from akasha_ray.embedding_dim import DIM
+from akasha_ray.graph.models import EntityId
 
 MAX_BATCH = 1000
 MAX_CONTENT_CHARS = 32_768
 MAX_SEARCH_LIMIT = 1000
+MAX_ENTITIES = 100
 
 # Names travel into file names, logs and (later) SQL parameters: keep them boring.
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
@@ -48,6 +50,9 @@ class MemoryIn(Strict):
     content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
     created_at: UtcDatetime | None = Field(None, description="RFC 3339 with offset; default now.")
     metadata: dict[str, Any] | None = None
+    entities: list[EntityId] | None = Field(
+        None, max_length=MAX_ENTITIES, description="Knowledge-graph entities this memory mentions."
+    )
 
     @field_validator("content")
     @classmethod
@@ -83,6 +88,7 @@ class SearchRequest(Strict):
         description=f"A {DIM}-d query vector; normalized by the server.",
     )
     system_ids: list[Name] | None = Field(None, min_length=1, max_length=10_000)
+    entity_id: EntityId | None = Field(None, description="Only memories mentioning this entity.")
     start: UtcDatetime | None = None
     end: UtcDatetime | None = Field(None, validate_default=True)
     limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)

@@ -21,6 +21,18 @@ from akasha_ray import config, self_metrics
 from akasha_ray.auth import Principal, hash_key
 from akasha_ray.embedding import normalize
 from akasha_ray.errors import AkashaError, Forbidden, NotFound, Unauthenticated, Unavailable
+from akasha_ray.graph.models import (
+    MAX_DEPTH,
+    MAX_HOPS,
+    MIN_HOPS,
+    EntitiesRequest,
+    Entity,
+    EntityId,
+    Neighborhood,
+    PathResult,
+    RelationshipsRequest,
+    check_types,
+)
 from akasha_ray.models import (
     IngestRequest,
     IngestResponse,
@@ -31,6 +43,7 @@ from akasha_ray.models import (
     SearchRequest,
     SearchResponse,
     TierReport,
+    UtcDatetime,
     now_utc,
 )
 from akasha_ray.records import build_batch
@@ -62,6 +75,11 @@ async def _awaitable(ref):
     return await ref
 
 
+def _types(types: str | None) -> tuple[str, ...] | None:
+    """`types=A,B` as a checked tuple (a bad name is a 422 naming `types`)."""
+    return None if types is None else check_types(types.split(","), "types")
+
+
 def _hit_fields(hit: dict[str, Any]) -> dict[str, Any]:
     return {key: hit[key] for key in SearchHit.model_fields if key != "tier"}
 
@@ -75,6 +93,7 @@ class AkashaAPI:
         self._shards = supervisor.hot_shards(self._settings)
         self._keys = supervisor.keys(self._settings)
         self._timeseries = supervisor.timeseries(self._settings)
+        self._graph = supervisor.graph(self._settings)
         self._sizes_sampled_at = 0.0
         admin = self._settings.admin_key
         # Under `serve run` nothing else has bootstrapped the admin key: make sure one exists.
@@ -103,6 +122,12 @@ class AkashaAPI:
             return await asyncio.wait_for(ref, self._timeout)
         except TimeoutError as exc:
             raise Unavailable(f"{component} did not answer within {self._timeout} s") from exc
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, AkashaError):  # e.g. NotFound raised by the store: its status
+                raise exc.cause from None
+            raise
+        except ray.exceptions.RayActorError as exc:
+            raise Unavailable(f"{component} is not available (restarting?)") from exc
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -153,6 +178,13 @@ class AkashaAPI:
         ]
         stored = await self._call(asyncio.gather(*writes), "hot shards")
         ids = batch.column("id").to_pylist()
+        links = [
+            self._graph.link_memories.remote(memory_id, m.entities)
+            for memory_id, m in zip(ids, body.memories, strict=True)
+            if m.entities
+        ]
+        if links:
+            await self._call(asyncio.gather(*links), "graph")
         system_of = dict(zip(ids, systems, strict=True))
         new = Counter(system_of[memory_id] for part in stored for memory_id in part)
         self._record(self_metrics.ingested(new, now_utc()))
@@ -174,10 +206,15 @@ class AkashaAPI:
             vector = await self._embedder.embed_query.remote(body.query)
         else:
             vector = normalize(np.asarray(body.vector, dtype=np.float32))
+        only_ids = None
+        if body.entity_id is not None:
+            only_ids = await self._call(self._graph.entity_memories.remote(body.entity_id), "graph")
         started = time.perf_counter()
         plan = plan_hot(system_ids, len(self._shards))
         calls = [
-            self._shards[i].search.remote(vector, body.limit, systems, body.start, body.end)
+            self._shards[i].search.remote(
+                vector, body.limit, systems, body.start, body.end, only_ids
+            )
             for i, systems in plan.items()
         ]
         hot = await self._call(asyncio.gather(*calls), "hot shards")
@@ -204,6 +241,7 @@ class AkashaAPI:
         principal.require("write")
         shard, _ = await self._find(memory_id, principal)
         await self._call(shard.delete.remote(memory_id), "hot shards")
+        await self._call(self._graph.unlink_memory.remote(memory_id), "graph")
         return Response(status_code=204)
 
     @app.post("/v1/keys", status_code=201, response_model=KeyResponse)
@@ -243,6 +281,88 @@ class AkashaAPI:
             principal.require_systems([query.system_id], "system_id")
         buckets = await self._call(self._timeseries.query.remote(query), "timeseries")
         return QueryResponse(buckets=buckets)
+
+    # -- knowledge graph: shared by every system; read and write scopes apply ------------------
+
+    @app.post("/v1/graph/entities", status_code=201)
+    async def upsert_entities(
+        self, body: EntitiesRequest, authorization: str | None = Authorization
+    ) -> dict[str, int]:
+        (await self._principal(authorization)).require("write")
+        count = await self._call(self._graph.upsert_entities.remote(body.entities), "graph")
+        return {"upserted": count}
+
+    @app.post("/v1/graph/relationships", status_code=201)
+    async def upsert_relationships(
+        self, body: RelationshipsRequest, authorization: str | None = Authorization
+    ) -> dict[str, int]:
+        (await self._principal(authorization)).require("write")
+        call = self._graph.upsert_relationships.remote(body.relationships)
+        return {"upserted": await self._call(call, "graph")}
+
+    @app.get("/v1/graph/entities/{entity_id}", response_model=Entity)
+    async def get_entity(
+        self, entity_id: EntityId, authorization: str | None = Authorization
+    ) -> Entity:
+        (await self._principal(authorization)).require("read")
+        entity = await self._call(self._graph.get_entity.remote(entity_id), "graph")
+        if entity is None:
+            raise NotFound(f"no entity {entity_id!r}")
+        return entity
+
+    @app.delete("/v1/graph/entities/{entity_id}", status_code=204)
+    async def delete_entity(
+        self, entity_id: EntityId, authorization: str | None = Authorization
+    ) -> Response:
+        (await self._principal(authorization)).require("write")
+        if not await self._call(self._graph.delete_entity.remote(entity_id), "graph"):
+            raise NotFound(f"no entity {entity_id!r}")
+        return Response(status_code=204)
+
+    @app.get("/v1/graph/entities/{entity_id}/neighbors", response_model=Neighborhood)
+    async def neighbors(
+        self,
+        entity_id: EntityId,
+        depth: Annotated[int, Query(ge=1, le=MAX_DEPTH)] = 1,
+        types: Annotated[str | None, Query(description="Comma-separated types.")] = None,
+        as_of: Annotated[UtcDatetime | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        authorization: str | None = Authorization,
+    ) -> Neighborhood:
+        (await self._principal(authorization)).require("read")
+        call = self._graph.neighbors.remote(entity_id, depth, _types(types), as_of, limit)
+        return await self._call(call, "graph")
+
+    @app.get("/v1/graph/path", response_model=PathResult)
+    async def path(
+        self,
+        source: EntityId,
+        target: EntityId,
+        max_hops: Annotated[int, Query(ge=MIN_HOPS, le=MAX_HOPS)] = 5,
+        types: Annotated[str | None, Query(description="Comma-separated types.")] = None,
+        as_of: Annotated[UtcDatetime | None, Query()] = None,
+        directed: bool = False,
+        authorization: str | None = Authorization,
+    ) -> PathResult:
+        (await self._principal(authorization)).require("read")
+        call = self._graph.shortest_path.remote(
+            source, target, max_hops, _types(types), as_of, directed
+        )
+        return await self._call(call, "graph")
+
+    @app.get("/v1/graph/entities/{entity_id}/memories")
+    async def entity_memories(
+        self, entity_id: EntityId, authorization: str | None = Authorization
+    ) -> dict[str, list[Memory]]:
+        principal = await self._principal(authorization)
+        principal.require("read")
+        ids = await self._call(self._graph.entity_memories.remote(entity_id), "graph")
+        rows = await self._call(
+            asyncio.gather(*(s.get_many.remote(ids) for s in self._shards)), "hot shards"
+        )
+        visible = [r for part in rows for r in part if principal.may_see(r["system_id"])]
+        visible.sort(key=lambda r: (r["created_at"], r["id"]))
+        return {"memories": [Memory(tier="hot", **r) for r in visible]}
 
     @app.get("/v1/stats")
     async def stats(self, authorization: str | None = Authorization) -> dict[str, Any]:

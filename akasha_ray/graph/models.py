@@ -219,3 +219,18 @@ def check_as_of(value: object, field: str = "as_of") -> int | None:
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{field} must be a timezone-aware datetime", field=field)
     return epoch_us(value)
+
+
+MAX_UPSERT = 10_000
+
+
+class EntitiesRequest(Strict):
+    """Body of `POST /v1/graph/entities`."""
+
+    entities: list[Entity] = Field(min_length=1, max_length=MAX_UPSERT)
+
+
+class RelationshipsRequest(Strict):
+    """Body of `POST /v1/graph/relationships`."""
+
+    relationships: list[Relationship] = Field(min_length=1, max_length=MAX_UPSERT)

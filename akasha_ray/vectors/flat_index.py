@@ -75,10 +75,11 @@ class FlatIndex:
         system_ids: Sequence[str] | None = None,
         start_us: int | None = None,
         end_us: int | None = None,
+        only_ids: Sequence[str] | None = None,
     ) -> tuple[list[str], np.ndarray]:
         """Top-k ids by cosine (the query must be unit length), best first, with their scores."""
         n = self._size
-        mask = self._mask(n, system_ids, start_us, end_us)
+        mask = self._mask(n, system_ids, start_us, end_us, only_ids)
         if mask is None:  # nothing can match
             return [], np.empty(0, dtype=np.float32)
         query = np.asarray(query, dtype=np.float32)
@@ -103,11 +104,18 @@ class FlatIndex:
         picked = top if rows is None else rows[top]
         return [self._ids[r] for r in picked], scores[top]
 
-    def _mask(self, n, system_ids, start_us, end_us):
+    def _mask(self, n, system_ids, start_us, end_us, only_ids):
         """True for 'every row', None for 'no row', else a boolean row mask."""
         if n == 0:
             return None
         mask: np.ndarray | bool = True if self._dead == 0 else self._alive[:n]
+        if only_ids is not None:
+            rows = [self._row_of[i] for i in only_ids if i in self._row_of]
+            if not rows:
+                return None
+            hit = np.zeros(n, dtype=bool)
+            hit[rows] = True
+            mask = hit if mask is True else mask & hit
         if system_ids is not None:
             codes = [self._system_code[s] for s in system_ids if s in self._system_code]
             if not codes:

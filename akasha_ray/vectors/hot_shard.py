@@ -90,6 +90,14 @@ class HotShard:
         rows = self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id = ?", [memory_id])
         return rows[0] if rows else None
 
+    def get_many(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored memories among `ids` (any order); unknown ids are skipped."""
+        ids = [i for i in ids if i in self.index]
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))  # placeholders only; the ids travel as parameters
+        return self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id IN ({marks})", ids)
+
     def delete(self, memory_id: str) -> bool:
         deleted = self._db.execute(
             "DELETE FROM memories WHERE id = ? RETURNING id", [memory_id]
@@ -104,14 +112,13 @@ class HotShard:
         system_ids: Sequence[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        only_ids: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Exact top-k by cosine similarity, filters applied before ranking, best first."""
-        ids, scores = self.index.search(vector, k, system_ids, _us(start), _us(end))
+        ids, scores = self.index.search(vector, k, system_ids, _us(start), _us(end), only_ids)
         if not ids:
             return []
-        marks = ", ".join("?" * len(ids))  # placeholders only; the ids travel as parameters
-        rows = self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id IN ({marks})", ids)
-        by_id = {row["id"]: row for row in rows}
+        by_id = {row["id"]: row for row in self.get_many(ids)}
         hits = []
         for memory_id, score in zip(ids, scores.tolist(), strict=True):
             row = by_id.get(memory_id)
