@@ -221,12 +221,7 @@ def bench_ingest_http(client, records: list[dict]) -> dict[str, Any]:
     log(f"ingesting {len(records)} real texts over HTTP")
     started = time.perf_counter()
     client.ingest(records, batch_size=500, progress=False)
-    seconds = time.perf_counter() - started
-    return {
-        "texts": len(records),
-        "seconds": round(seconds, 2),
-        "per_s": round(len(records) / seconds, 1),
-    }
+    return throughput(len(records), time.perf_counter() - started)
 
 
 def bench_plain_encode(records: list[dict]) -> dict[str, Any]:
@@ -244,12 +239,7 @@ def bench_plain_encode(records: list[dict]) -> dict[str, Any]:
     log(f"plain encode of {len(texts)} texts")
     started = time.perf_counter()
     model.encode(texts, batch_size=64, normalize_embeddings=True)
-    seconds = time.perf_counter() - started
-    return {
-        "texts": len(texts),
-        "seconds": round(seconds, 2),
-        "per_s": round(len(texts) / seconds, 1),
-    }
+    return throughput(len(texts), time.perf_counter() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
