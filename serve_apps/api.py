@@ -139,12 +139,14 @@ class AkashaAPI:
             self._embedder.model.remote(),
             self._keys.data_dir.remote(),
             self._timeseries.health.remote(),
+            self._graph.ready.remote(),
         ]
         results = await asyncio.gather(
             *(asyncio.wait_for(_awaitable(c), 5) for c in checks), return_exceptions=True
         )
         components: dict[str, Any] = {}
-        for name, result in zip([*names, "embedder", "keys", "timeseries"], results, strict=True):
+        components_named = [*names, "embedder", "keys", "timeseries", "graph"]
+        for name, result in zip(components_named, results, strict=True):
             if isinstance(result, BaseException):
                 components[name] = {"status": "down", "error": type(result).__name__}
             elif name.startswith("hot-"):
@@ -153,6 +155,8 @@ class AkashaAPI:
                 components[name] = {"status": "ok", **result}
             elif name == "timeseries":
                 components[name] = {"status": "ok", "flavour": result["flavour"]}
+            elif name == "graph":
+                components[name] = {"status": "ok", "backend": result}
             else:
                 components[name] = {"status": "ok"}
         healthy = all(c["status"] == "ok" for c in components.values())
