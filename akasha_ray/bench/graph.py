@@ -24,7 +24,8 @@ import duckdb
 import networkx as nx
 import numpy as np
 
-from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.bench.stats import machine, ratio, summarize, timed
+from akasha_ray.graph import graph_file
 from akasha_ray.graph.duckdb_store import DuckDBGraphStore
 from akasha_ray.graph.models import Entity, Relationship
 
@@ -42,6 +43,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-hops", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument("--http-queries", type=int, default=300, help="path queries over HTTP")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--no-http", action="store_true", help="in-process figures only")
     args = parser.parse_args(argv)
     if args.entities < 2 or args.relationships < 1:
         parser.error("need at least 2 entities and 1 relationship")
@@ -217,7 +221,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "type": rng.integers(0, args.types, args.relationships),
     }
     _log(f"{args.entities:,} entities, {args.relationships:,} relationships in {data_dir}")
-    store = await DuckDBGraphStore.open(data_dir / "graph.duckdb")
+    store = await DuckDBGraphStore.open(graph_file(data_dir))
     try:
         load = await _load(store, ids, edges, types)
         _log(f"load: {load}")
@@ -239,7 +243,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         centers = [pick.choice(ids) for _ in range(args.neighbor_queries)]
         neighbors = await _neighbors(store, graph, centers)
         writes = await _writes_then_paths(store, ids, args.writes, pick, args.max_hops)
-        files = data_dir.glob("graph.duckdb*")  # the file and its write-ahead log
+        files = graph_file(data_dir).parent.glob("graph.duckdb*")  # the file and its WAL
         file_mb = sum(f.stat().st_size for f in files) / 2**20
     finally:
         await store.close()
@@ -254,6 +258,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             "duckdb_file_mb": round(file_mb, 1),
         },
         "shortest_path": paths,
+        "http_pairs": pairs[: args.http_queries],
         "neighbors": neighbors,
         "write_then_path": writes,
         "targets": {
@@ -265,16 +270,41 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     }
 
 
+def _http_paths(args: argparse.Namespace, data_dir: Path, pairs: list[tuple[str, str]]) -> dict:
+    """The same path queries through GET /v1/graph/path, the graph actor owning the same file."""
+    from akasha_ray.bench.served import served_akasha
+
+    with served_akasha(data_dir, port=args.port) as http:
+        _log(f"{len(pairs)} path queries over HTTP")
+
+        def call(source: str, target: str) -> None:
+            params = {"source": source, "target": target, "max_hops": args.max_hops}
+            http.get("/v1/graph/path", params=params).raise_for_status()
+
+        summary, _ = timed([lambda s=s, t=t: call(s, t) for s, t in pairs])
+    return summary
+
+
+def _run_all(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    result = asyncio.run(_run(args, data_dir))
+    pairs = result.pop("http_pairs")
+    if not args.no_http:  # after the event loop: Ray and Serve start outside it
+        http = _http_paths(args, data_dir, pairs)
+        result["shortest_path_http"] = http
+        result["targets"]["http_path_p95_at_most_20ms"] = http["p95_ms"] <= 20
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.data_dir is not None:
         args.data_dir.mkdir(parents=True, exist_ok=True)
-        if (args.data_dir / "graph.duckdb").exists():
-            raise SystemExit(f"{args.data_dir}/graph.duckdb exists; give an empty --data-dir")
-        result = asyncio.run(_run(args, args.data_dir))
+        if graph_file(args.data_dir).exists():
+            raise SystemExit(f"{graph_file(args.data_dir)} exists; give an empty --data-dir")
+        result = _run_all(args, args.data_dir)
     else:
         with tempfile.TemporaryDirectory(prefix="akasha-bench-graph-") as tmp:
-            result = asyncio.run(_run(args, Path(tmp)))
+            result = _run_all(args, Path(tmp))
     json.dump(result, sys.stdout, indent=2)
     print()
     return 0

@@ -152,33 +152,10 @@ def bench_search(args, work: Path, rng: np.random.Generator) -> tuple[dict[str, 
     return report, {"queries": queries, "exact": exact, "ids": loaded["ids"]}
 
 
-def bench_http(args, work: Path, search_data: dict, texts: list[dict]) -> dict[str, Any]:
-    import httpx
-    import ray
-    from ray import serve
+def bench_http(args, work: Path, search_data: dict, records: list[dict]) -> dict[str, Any]:
+    from akasha_ray.bench.served import served_akasha
 
-    from actors import supervisor
-    from akasha_ray import config
-    from akasha_ray.auth import read_admin_key
-    from akasha_ray.client import AkashaClient, wait_healthy
-    from serve_apps.app import bind
-
-    port = args.port
-    settings = config.load(
-        data_dir=work, namespace="akasha-bench", hot={"shards": args.shards}, serve={"port": port}
-    )
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    try:
-        started = time.perf_counter()
-        ray.get([s.stats.remote() for s in supervisor.hot_shards(settings)])
-        reopen_s = time.perf_counter() - started
-        log(f"shard actors reopened their files and rebuilt indexes in {reopen_s:.1f} s")
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(bind(settings), name="akasha", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url)
-        key = read_admin_key(work)
-        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    with served_akasha(work, port=args.port, cpus=args.cpus, hot={"shards": args.shards}) as http:
         bodies = [
             json.dumps({"vector": q.tolist(), "limit": 10}).encode() for q in search_data["queries"]
         ]
@@ -200,27 +177,25 @@ def bench_http(args, work: Path, search_data: dict, texts: list[dict]) -> dict[s
             ]
         )
         tier_ms = summarize([a["tiers"][0]["latency_ms"] / 1000 for a in answers])
-        ingest = bench_ingest_http(AkashaClient(url, key), texts) if texts else None
+        ingest = bench_ingest_http(http, records) if records else None
         return {
-            "actors_reopen_s": round(reopen_s, 1),
             "http": over_http,
             "http_tier_latency": tier_ms,
             "http_recall_at_10": round(float(recall), 4),
             "ingest_http": ingest,
         }
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def throughput(texts: int, seconds: float) -> dict[str, Any]:
     return {"texts": texts, "seconds": round(seconds, 2), "per_s": round(texts / seconds, 1)}
 
 
-def bench_ingest_http(client, records: list[dict]) -> dict[str, Any]:
+def bench_ingest_http(http, records: list[dict]) -> dict[str, Any]:
+    """The real path: POST /v1/memories in batches of 500, embedded by the embedder replica."""
     log(f"ingesting {len(records)} real texts over HTTP")
     started = time.perf_counter()
-    client.ingest(records, batch_size=500, progress=False)
+    for lo in range(0, len(records), 500):
+        http.post("/v1/memories", json={"memories": records[lo : lo + 500]}).raise_for_status()
     return throughput(len(records), time.perf_counter() - started)
 
 
