@@ -30,6 +30,15 @@ class HotShardActor:
     def delete(self, memory_id: str) -> bool:
         return self._shard.delete(memory_id)
 
+    def delete_many(self, ids: list[str]) -> list[str]:
+        return self._shard.delete_many(ids)
+
+    def fetch(self, ids: list[str]) -> pa.Table:
+        return self._shard.fetch(ids)
+
+    def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
+        return self._shard.ids_before(cutoff, limit)
+
     def search(
         self,
         vector: np.ndarray,

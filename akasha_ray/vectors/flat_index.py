@@ -68,6 +68,12 @@ class FlatIndex:
             self._compact()
         return True
 
+    def ids_before(self, time_us: int, limit: int) -> list[str]:
+        n = self._size
+        rows = np.flatnonzero(self._alive[:n] & (self._time_us[:n] < time_us))
+        rows = rows[np.argsort(self._time_us[rows], kind="stable")[:limit]]
+        return [self._ids[r] for r in rows]
+
     def search(
         self,
         query: np.ndarray,

@@ -99,11 +99,36 @@ class HotShard:
         return self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id IN ({marks})", ids)
 
     def delete(self, memory_id: str) -> bool:
+        return bool(self.delete_many([memory_id]))
+
+    def delete_many(self, ids: Sequence[str]) -> list[str]:
+        """Delete the memories among `ids`; returns those that were there."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
         deleted = self._db.execute(
-            "DELETE FROM memories WHERE id = ? RETURNING id", [memory_id]
+            f"DELETE FROM memories WHERE id IN ({marks}) RETURNING id", ids
         ).fetchall()
-        self.index.remove(memory_id)
-        return bool(deleted)
+        for memory_id in ids:
+            self.index.remove(memory_id)
+        gone = {row[0] for row in deleted}
+        return [i for i in ids if i in gone]
+
+    def fetch(self, ids: Sequence[str]) -> pa.Table:
+        """Whole memories (vectors included) as a batch, to copy them into another tier."""
+        ids = [i for i in dict.fromkeys(ids) if i in self.index]
+        if not ids:
+            return SCHEMA.empty_table()
+        marks = ", ".join("?" * len(ids))
+        table = self._db.execute(
+            f"SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})", ids
+        ).fetch_arrow_table()
+        return table.cast(SCHEMA)
+
+    def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Up to `limit` ids created before `cutoff`, oldest first: what has aged out."""
+        return self.index.ids_before(_us(cutoff), limit)
 
     def search(
         self,

@@ -97,3 +97,22 @@ def test_data_and_index_survive_reopen(tmp_path):
     assert [h["id"] for h in reopened.search(x[3], 10)] == before
     assert reopened.insert(batch) == [ids[0]]  # only the deleted one is new again
     reopened.close()
+
+
+def test_fetch_ids_before_and_delete_many_move_whole_memories(shard, tmp_path):
+    batch, x = _batch(50)
+    ids = shard.insert(batch)
+    old = shard.ids_before(NOW - timedelta(hours=39.5), 100)  # created 40..49 hours ago
+    assert old == ids[49:39:-1]  # oldest first
+    assert shard.ids_before(NOW - timedelta(hours=39.5), 3) == ids[49:46:-1]
+    moved = shard.fetch([*old, "unknown"])
+    assert moved.num_rows == 10 and moved.schema == batch.schema
+    other = HotShard(tmp_path / "other.duckdb")
+    assert sorted(other.insert(moved)) == sorted(old)
+    row = other.get(old[0])
+    assert row == {**shard.get(old[0])}
+    assert np.allclose(other.search(x[45], 1)[0]["similarity"], 1, atol=1e-5)
+    assert shard.delete_many([*old, "unknown"]) == old
+    assert shard.delete_many(old) == []
+    assert shard.stats()["count"] == 40 and shard.ids_before(NOW - timedelta(hours=39.5), 9) == []
+    other.close()
