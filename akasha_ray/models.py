@@ -148,11 +148,13 @@ class TierReport(Strict):
     tier: Tier
     latency_ms: float
     hits: int
+    error: str | None = Field(None, description="Why this tier's answer is missing or partial.")
 
 
 class SearchResponse(Strict):
     results: list[SearchHit]
     tiers: list[TierReport]
+    partial: bool = Field(False, description="True when a tier failed or timed out.")
 
 
 Scope = Literal["read", "write"]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from ray.exceptions import RayError
+
+from akasha_ray.errors import AkashaError
 from akasha_ray.routing import shard_for
 
 
@@ -28,3 +34,45 @@ def merge_hits(hit_lists: Iterable[list[dict[str, Any]]], limit: int) -> list[di
                 best[hit["id"]] = hit
     ranked = sorted(best.values(), key=lambda h: (-h["similarity"], h["id"]))
     return ranked[:limit]
+
+
+@dataclass
+class TierAnswer:
+    """What one tier answered within the time allowed, or why it did not."""
+
+    hits: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: float = 0.0
+    error: str | None = None
+
+
+async def ask_tiers(
+    calls: dict[str, Callable[[], Awaitable[list[dict[str, Any]]]]], timeout_s: float
+) -> dict[str, TierAnswer]:
+    """Ask every tier at once; a tier that fails or runs out of time leaves an error, not a gap
+    in the others' answers."""
+
+    async def one(call: Callable[[], Awaitable[list[dict[str, Any]]]]) -> TierAnswer:
+        started = time.perf_counter()
+        try:
+            hits = await asyncio.wait_for(call(), timeout_s)
+            error = None
+        except TimeoutError:
+            hits, error = [], f"no answer within {timeout_s} s"
+        except PartialTier as exc:
+            hits, error = exc.hits, str(exc)
+        except (AkashaError, RayError) as exc:
+            hits, error = [], f"{type(exc).__name__}: {exc}"[:300]
+        return TierAnswer(hits, (time.perf_counter() - started) * 1000, error)
+
+    answers = await asyncio.gather(*(one(call) for call in calls.values()))
+    return dict(zip(calls, answers, strict=True))
+
+
+class PartialTier(AkashaError):
+    """A tier answered with some of its parts only (e.g. one hot shard of several failed)."""
+
+    code = "partial"
+
+    def __init__(self, message: str, hits: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.hits = hits

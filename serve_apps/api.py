@@ -48,7 +48,7 @@ from akasha_ray.models import (
 )
 from akasha_ray.records import build_batch
 from akasha_ray.routing import shard_for
-from akasha_ray.search import merge_hits, plan_hot
+from akasha_ray.search import PartialTier, ask_tiers, merge_hits, plan_hot
 from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
 from akasha_ray.timeseries.models import WritePointsRequest
 
@@ -81,7 +81,7 @@ def _types(types: str | None) -> tuple[str, ...] | None:
 
 
 def _hit_fields(hit: dict[str, Any]) -> dict[str, Any]:
-    return {key: hit[key] for key in SearchHit.model_fields if key != "tier"}
+    return {key: hit[key] for key in SearchHit.model_fields}
 
 
 @serve.deployment(name="api")
@@ -213,22 +213,35 @@ class AkashaAPI:
         only_ids = None
         if body.entity_id is not None:
             only_ids = await self._call(self._graph.entity_memories.remote(body.entity_id), "graph")
-        started = time.perf_counter()
-        plan = plan_hot(system_ids, len(self._shards))
-        calls = [
-            self._shards[i].search.remote(
-                vector, body.limit, systems, body.start, body.end, only_ids
-            )
-            for i, systems in plan.items()
+        query = (vector, body.limit, system_ids, body.start, body.end, only_ids)
+        answers = await ask_tiers({"hot": lambda: self._search_hot(*query)}, self._timeout)
+        hits = merge_hits((a.hits for a in answers.values()), body.limit)
+        tiers = [
+            TierReport(tier=t, latency_ms=a.latency_ms, hits=len(a.hits), error=a.error)
+            for t, a in answers.items()
         ]
-        hot = await self._call(asyncio.gather(*calls), "hot shards")
-        latency_ms = (time.perf_counter() - started) * 1000
-        hits = merge_hits(hot, body.limit)
-        tiers = [TierReport(tier="hot", latency_ms=latency_ms, hits=sum(map(len, hot)))]
         self._record(self_metrics.searched(system_ids, tiers, now_utc()))
         return SearchResponse(
-            results=[SearchHit(tier="hot", **_hit_fields(h)) for h in hits], tiers=tiers
+            results=[SearchHit(**_hit_fields(h)) for h in hits],
+            tiers=tiers,
+            partial=any(t.error for t in tiers),
         )
+
+    async def _search_hot(self, vector, limit, system_ids, start, end, only_ids) -> list[dict]:
+        """Every shard holding the systems asked; a failed shard makes the answer partial."""
+        plan = plan_hot(system_ids, len(self._shards))
+        calls = [
+            self._shards[i].search.remote(vector, limit, systems, start, end, only_ids)
+            for i, systems in plan.items()
+        ]
+        parts = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [f"hot-{i}" for i, p in zip(plan, parts, strict=True) if isinstance(p, Exception)]
+        hits = [h for p in parts if not isinstance(p, Exception) for h in p]
+        for h in hits:
+            h["tier"] = "hot"
+        if failed:
+            raise PartialTier(f"{', '.join(failed)} did not answer", hits)
+        return hits
 
     @app.get("/v1/memories/{memory_id}", response_model=Memory)
     async def get_memory(self, memory_id: str, authorization: str | None = Authorization) -> Memory:

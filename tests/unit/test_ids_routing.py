@@ -53,3 +53,31 @@ def test_merge_orders_by_similarity_and_deduplicates():
     merged = merge_hits([a, b], 10)
     assert [(h["id"], h["similarity"]) for h in merged] == [("1", 0.9), ("3", 0.7), ("2", 0.6)]
     assert len(merge_hits([a, b], 2)) == 2
+
+
+def test_ask_tiers_keeps_the_answers_of_tiers_that_worked():
+    import asyncio
+
+    from akasha_ray.errors import Unavailable
+    from akasha_ray.search import PartialTier, ask_tiers
+
+    async def fast():
+        return [{"id": "a", "similarity": 0.5}]
+
+    async def slow():
+        await asyncio.sleep(5)
+        return []
+
+    async def down():
+        raise Unavailable("milvus is down")
+
+    async def half():
+        raise PartialTier("hot-1 did not answer", [{"id": "b", "similarity": 0.4}])
+
+    answers = asyncio.run(
+        ask_tiers({"hot": fast, "warm": slow, "cold": down, "other": half}, timeout_s=0.2)
+    )
+    assert answers["hot"].hits == [{"id": "a", "similarity": 0.5}] and answers["hot"].error is None
+    assert answers["warm"].error == "no answer within 0.2 s" and answers["warm"].hits == []
+    assert "milvus is down" in answers["cold"].error
+    assert answers["other"].hits[0]["id"] == "b" and "hot-1" in answers["other"].error
