@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ MAX_BATCH = 1000
 MAX_CONTENT_CHARS = 32_768
 MAX_SEARCH_LIMIT = 1000
 MAX_ENTITIES = 100
+MAX_METADATA_BYTES = 65_536  # as JSON; the warm tier (Milvus) cannot hold more
 
 # Names travel into file names, logs and (later) SQL parameters: keep them boring.
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
@@ -59,6 +61,13 @@ class MemoryIn(Strict):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("content must not be blank")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value).encode()) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
         return value
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS memories (
 )
 """
 _COLUMNS = ", ".join(SCHEMA.names)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROW_COLUMNS = (
     "id, system_id, conversation_id, content, created_at, metadata, model, model_revision"
 )
@@ -195,6 +196,5 @@ def _first_per_id(batch: pa.Table) -> pa.Table:
 
 
 def _us(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    return int(moment.timestamp() * 1_000_000)
+    # Integer arithmetic: going through float seconds can land 1 µs off at a range boundary.
+    return None if moment is None else (moment - _EPOCH) // timedelta(microseconds=1)

@@ -8,32 +8,24 @@ import pytest
 
 from akasha_ray.migration import Ledger, migrate
 from akasha_ray.search import merge_hits
+from akasha_ray.vectors.base import AsyncHotShard
 from akasha_ray.vectors.hot_shard import HotShard
 from tests.unit.test_hot_shard import NOW, _batch
 
 
-class Store:
-    """The async face the migrator uses, over a real HotShard (as the actors provide it)."""
+class Store(AsyncHotShard):
+    """A real shard behind the async face the migrator uses; it can die before a delete."""
 
     def __init__(self, shard: HotShard, fail_delete_on_call: int | None = None) -> None:
-        self.shard = shard
+        super().__init__(shard)
         self.fail_delete_on_call = fail_delete_on_call
         self.delete_calls = 0
-
-    async def ids_before(self, cutoff, limit):
-        return self.shard.ids_before(cutoff, limit)
-
-    async def fetch(self, ids):
-        return self.shard.fetch(ids)
-
-    async def insert(self, batch):
-        return self.shard.insert(batch)
 
     async def delete_many(self, ids):
         self.delete_calls += 1
         if self.delete_calls == self.fail_delete_on_call:
             raise RuntimeError("killed between copy and delete")
-        return self.shard.delete_many(ids)
+        return await super().delete_many(ids)
 
 
 @pytest.fixture

@@ -75,3 +75,10 @@ def test_key_request_scopes():
     with pytest.raises(ValidationError):
         KeyRequest(system_ids=["a"], scopes=["admin"])
     assert KeyRequest(system_ids=["a"], scopes=["read"]).scopes == ["read"]
+
+
+def test_metadata_is_bounded():
+    assert MemoryIn(**_memory(metadata={"k": "v" * 60_000})).metadata
+    with pytest.raises(ValidationError) as caught:
+        MemoryIn(**_memory(metadata={"k": "v" * 70_000}))
+    assert "metadata" in _loc(caught.value)

@@ -1,0 +1,151 @@
+"""The vector seam: one async interface over every tier (hot shard, warm Milvus, cold Parquet).
+
+Every implementation answers as `HotShard` does (the congruence suite in
+tests/integration/test_vector_congruence.py holds them to it):
+- `insert(batch)` takes an Arrow table in `records.SCHEMA`, stores the rows whose ids are new and
+  returns those ids in batch order; a resent batch (or a repeated id inside one) is a no-op;
+- `get(id)` returns the memory as a dict (id, system_id, conversation_id, content, created_at as a
+  tz-aware UTC datetime, metadata as a dict or None, model, model_revision) or None;
+- `delete(id)` returns whether the id was there;
+- `search(vector, k, system_ids, start, end)` returns up to k memories best first, each with its
+  cosine `similarity`; `system_ids` and the inclusive `[start, end]` range filter before ranking
+  (an empty `system_ids` matches nothing);
+- `stats()` returns at least count, oldest, newest and bytes (None where a backend cannot tell).
+
+`TierStore` adds what moving memories between tiers needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+
+from akasha_ray.records import SCHEMA
+from akasha_ray.vectors.hot_shard import HotShard
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    async def insert(self, batch: pa.Table) -> list[str]: ...
+
+    async def get(self, memory_id: str) -> dict[str, Any] | None: ...
+
+    async def delete(self, memory_id: str) -> bool: ...
+
+    async def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class TierStore(VectorStore, Protocol):
+    """A store that memories move out of: list the old ones, copy them whole, delete them."""
+
+    async def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Up to `limit` ids of memories created before `cutoff`, in no particular order."""
+        ...
+
+    async def fetch(self, memory_ids: Sequence[str]) -> pa.Table:
+        """The stored rows of these ids (embeddings included) in `records.SCHEMA`."""
+        ...
+
+    async def delete_many(self, memory_ids: Sequence[str]) -> list[str]:
+        """Delete these ids; returns those that were there."""
+        ...
+
+
+class AsyncHotShard:
+    """A `HotShard` behind the async seam: its calls run one at a time in a worker thread.
+
+    The shard's DuckDB connection must not be used by two threads at once, hence the lock; the
+    thread keeps the event loop free while a search or an insert runs.
+    """
+
+    def __init__(self, shard: HotShard) -> None:
+        self.shard = shard
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> AsyncHotShard:
+        return cls(await asyncio.to_thread(HotShard, path))
+
+    async def _call(self, method: Any, *args: Any) -> Any:
+        async with self._lock:
+            return await asyncio.to_thread(method, *args)
+
+    async def insert(self, batch: pa.Table) -> list[str]:
+        return await self._call(self.shard.insert, batch)
+
+    async def get(self, memory_id: str) -> dict[str, Any] | None:
+        return await self._call(self.shard.get, memory_id)
+
+    async def delete(self, memory_id: str) -> bool:
+        return await self._call(self.shard.delete, memory_id)
+
+    async def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        return await self._call(self.shard.search, vector, k, system_ids, start, end)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._call(self.shard.stats)
+
+    async def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
+        return await self._call(self.shard.ids_before, cutoff, limit)
+
+    async def fetch(self, memory_ids: Sequence[str]) -> pa.Table:
+        return await self._call(self.shard.fetch, memory_ids)
+
+    async def delete_many(self, memory_ids: Sequence[str]) -> list[str]:
+        return await self._call(self.shard.delete_many, memory_ids)
+
+    async def close(self) -> None:
+        await self._call(self.shard.close)
+
+
+# -- helpers shared by the stores ------------------------------------------------------------------
+
+
+def to_us(moment: datetime) -> int:
+    """Exact epoch microseconds (float seconds would round some instants by 1 us)."""
+    if moment.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return (moment - EPOCH) // _MICROSECOND
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=int(value))
+
+
+def normalized(batch: pa.Table) -> pa.Table:
+    """The batch in `SCHEMA` column order and types, keeping the first row of a repeated id."""
+    batch = batch.select(SCHEMA.names).cast(SCHEMA)
+    ids = batch.column("id").to_pylist()
+    if len(set(ids)) == len(ids):
+        return batch
+    seen: set[str] = set()
+    keep = [not (i in seen or seen.add(i)) for i in ids]
+    return batch.filter(pa.array(keep))

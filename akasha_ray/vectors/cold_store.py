@@ -1,0 +1,444 @@
+"""The cold tier: memories as Parquet files in the objects seam (a local folder or an S3 bucket).
+
+Layout under the `cold/` prefix:
+- `cold/day=2026-01-31/system=<id>/<uuid7>.parquet`: the memories (records.SCHEMA) of one UTC day
+  and one system (its id percent-encoded), sorted by created_at. A search reads only the files whose
+  day and system partitions match its filters, through DuckDB (the local backend's files directly;
+  an S3 backend's objects fetched into a scratch folder first), and ranks them by exact cosine in
+  numpy: measured faster than DuckDB's `array_cosine_similarity` over the same rows.
+- `cold/_index/<uuid7>.parquet`: (id, key) hints naming the data file each id went to, written
+  before the data files, so that `get`, `delete` and the idempotency check read only the files
+  that may hold an id. A hint is only a hint: the data file decides (a crash between the two
+  writes leaves a hint to a file that does not exist, which is ignored). Hint files are merged
+  once there are more than HINT_FILES_MAX of them.
+
+A memory's partition follows from its created_at and system_id, and a data file is replaced whole
+(atomically, by the seam's contract) when a delete removes rows from it, even when that leaves it
+empty, so a file a reader has listed is still there to open. One writer at a time: the
+owner (one actor or job) holds this store; any number of readers may search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from akasha_ray.config import ObjectsConfig
+from akasha_ray.embedding_dim import DIM
+from akasha_ray.errors import NotFound
+from akasha_ray.ids import new_id
+from akasha_ray.objects import ObjectStore, open_object_store
+from akasha_ray.objects.local import LocalObjectStore
+from akasha_ray.vectors.base import from_us, normalized, to_us
+
+PREFIX = "cold"
+HINT_FILES_MAX = 64
+LIST_DAYS_MAX = 62  # a range of up to this many days lists each day's folder, else everything
+FETCH_CONCURRENCY = 16
+_ROW_SQL = (
+    "SELECT id, system_id, conversation_id, content, epoch_us(created_at) AS created_us, "
+    "metadata, model, model_revision"
+)
+_HINT_SCHEMA = pa.schema([("id", pa.string()), ("key", pa.string())])
+
+
+class ColdStore:
+    """Open with `ColdStore(objects)` or `ColdStore.open(config, data_dir)`."""
+
+    def __init__(self, objects: ObjectStore, prefix: str = PREFIX) -> None:
+        self.objects = objects
+        self.prefix = prefix.strip("/")
+        self._write_lock = asyncio.Lock()
+        self._hint_cache: dict[str, pa.Table] = {}  # hint files never change: fetch each once
+
+    @classmethod
+    def open(cls, config: ObjectsConfig, data_dir: Path) -> ColdStore:
+        return cls(open_object_store(config, data_dir))
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def insert(self, batch: pa.Table) -> list[str]:
+        """Store the memories whose ids are new and return their ids; a resent batch is a no-op."""
+        batch = normalized(batch)
+        if batch.num_rows == 0:
+            return []
+        async with self._write_lock:
+            known = await self._stored(batch.column("id").to_pylist())
+            if known:
+                batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), pa.array(known))))
+            if batch.num_rows == 0:
+                return []
+            files = _partition(batch, self.prefix)
+            hints = pa.table(
+                {
+                    "id": [i for key, part in files for i in part.column("id").to_pylist()],
+                    "key": [key for key, part in files for _ in range(part.num_rows)],
+                },
+                schema=_HINT_SCHEMA,
+            )
+            await self.objects.put(self._hint_key(), _parquet(hints))  # hints first: see above
+            await _gather_limited([self.objects.put(key, _parquet(part)) for key, part in files])
+            await self._merge_hints_if_many()
+        return batch.column("id").to_pylist()
+
+    async def delete(self, memory_id: str) -> bool:
+        return bool(await self.delete_many([memory_id]))
+
+    async def delete_many(self, memory_ids: Sequence[str]) -> list[str]:
+        """Delete these ids (rewriting each data file that holds one); returns those found."""
+        wanted = list(dict.fromkeys(memory_ids))
+        removed: set[str] = set()
+        async with self._write_lock:
+            for key in sorted({k for keys in (await self._hints(wanted)).values() for k in keys}):
+                try:
+                    table = pq.read_table(io.BytesIO(await self.objects.get(key)))
+                except NotFound:
+                    continue
+                hit = pc.is_in(table.column("id"), pa.array(wanted, pa.string()))
+                if not pc.any(hit).as_py():
+                    continue
+                removed.update(table.filter(hit).column("id").to_pylist())
+                # Replaced, never removed (even when empty): a reader that listed the file
+                # can still open it.
+                await self.objects.put(key, _parquet(table.filter(pc.invert(hit))))
+        return [i for i in wanted if i in removed]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(self, memory_id: str) -> dict[str, Any] | None:
+        keys = (await self._hints([memory_id])).get(memory_id, set())
+        rows = await self._rows_by_id(sorted(keys), [memory_id])
+        return rows[0] if rows else None
+
+    async def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Exact top-k by cosine over the files of the matching partitions, best first."""
+        if k <= 0 or (system_ids is not None and not system_ids):
+            return []
+        if start is not None and end is not None and start > end:
+            return []
+        keys = await self._partition_keys(system_ids, start, end)
+        if not keys:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        async with self._readable(keys) as paths:
+            found = await asyncio.to_thread(
+                _top_k, paths, query, k, system_ids, _opt_us(start), _opt_us(end)
+            )
+            if not found:
+                return []
+            holding = sorted({path for _, path, _ in found})  # read only the files with a hit
+            rows = await asyncio.to_thread(_rows_in, holding, [i for i, _, _ in found])
+        by_id = {row["id"]: row for row in rows}
+        return [
+            {**by_id[memory_id], "similarity": score}
+            for memory_id, _, score in found
+            if memory_id in by_id
+        ]
+
+    async def stats(self) -> dict[str, Any]:
+        """count, systems, oldest, newest, bytes and files (reads every file's created_at)."""
+        infos = [i for i in await self.objects.list_objects(f"{self.prefix}/day=") if _data(i.key)]
+        report: dict[str, Any] = {
+            "count": 0,
+            "systems": 0,
+            "oldest": None,
+            "newest": None,
+            "bytes": sum(info.size for info in infos),
+            "files": len(infos),
+        }
+        if not infos:
+            return report
+        async with self._readable([info.key for info in infos]) as paths:
+            count, systems, oldest, newest = await asyncio.to_thread(_summary, paths)
+        return {
+            **report,
+            "count": count,
+            "systems": systems,
+            "oldest": None if oldest is None else from_us(oldest),
+            "newest": None if newest is None else from_us(newest),
+        }
+
+    async def close(self) -> None:
+        await self.objects.close()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _hint_key(self) -> str:
+        return f"{self.prefix}/_index/{new_id()}.parquet"
+
+    async def _hints(self, memory_ids: list[str]) -> dict[str, set[str]]:
+        """id -> keys of the data files that may hold it."""
+        infos = await self.objects.list_objects(f"{self.prefix}/_index/")
+        live = {info.key for info in infos}
+        self._hint_cache = {k: t for k, t in self._hint_cache.items() if k in live}
+        missing = [info.key for info in infos if info.key not in self._hint_cache]
+        fetched = await _gather_limited([self._fetch_optional(key) for key in missing])
+        for key, data in zip(missing, fetched, strict=True):
+            if data is not None:
+                self._hint_cache[key] = pq.read_table(io.BytesIO(data), schema=_HINT_SCHEMA)
+        found: dict[str, set[str]] = defaultdict(set)
+        wanted = pa.array(memory_ids, pa.string())
+        for table in self._hint_cache.values():
+            hits = table.filter(pc.is_in(table.column("id"), wanted))
+            for memory_id, key in zip(
+                hits.column("id").to_pylist(), hits.column("key").to_pylist(), strict=True
+            ):
+                found[memory_id].add(key)
+        return found
+
+    async def _stored(self, memory_ids: list[str]) -> list[str]:
+        """The ids among these that a data file really holds."""
+        hints = await self._hints(memory_ids)
+        keys = sorted({key for keys in hints.values() for key in keys})
+        if not keys:
+            return []
+        async with self._readable(keys) as paths:
+            return await asyncio.to_thread(_ids_in, paths, list(hints))
+
+    async def _rows_by_id(self, keys: list[str], memory_ids: list[str]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        async with self._readable(keys) as paths:
+            return await asyncio.to_thread(_rows_in, paths, memory_ids)
+
+    async def _merge_hints_if_many(self) -> None:
+        infos = await self.objects.list_objects(f"{self.prefix}/_index/")
+        if len(infos) <= HINT_FILES_MAX:
+            return
+        await self._hints([])  # loads every hint file into the cache
+        merged = pa.concat_tables([self._hint_cache[info.key] for info in infos])
+        await self.objects.put(self._hint_key(), _parquet(merged))  # written before the deletes
+        for info in infos:
+            await self.objects.delete(info.key)
+            self._hint_cache.pop(info.key, None)
+
+    async def _fetch_optional(self, key: str) -> bytes | None:
+        try:
+            return await self.objects.get(key)
+        except NotFound:
+            return None
+
+    async def _partition_keys(
+        self, system_ids: Sequence[str] | None, start: datetime | None, end: datetime | None
+    ) -> list[str]:
+        first = None if start is None else _utc_date(start)
+        last = None if end is None else _utc_date(end)
+        if first is not None and last is not None and (last - first).days < LIST_DAYS_MAX:
+            days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+            listings = await asyncio.gather(
+                *(self.objects.list_objects(f"{self.prefix}/day={day}/") for day in days)
+            )
+            infos = [info for listing in listings for info in listing]
+        else:
+            infos = await self.objects.list_objects(f"{self.prefix}/day=")
+        systems = None if system_ids is None else {_system_part(s) for s in system_ids}
+        keys = []
+        for info in infos:
+            parsed = _data(info.key)
+            if parsed is None:
+                continue
+            day, system = parsed
+            if (first is not None and day < first) or (last is not None and day > last):
+                continue
+            if systems is not None and system not in systems:
+                continue
+            keys.append(info.key)
+        return keys
+
+    @contextlib.asynccontextmanager
+    async def _readable(self, keys: list[str]) -> AsyncIterator[list[str]]:
+        """Local paths DuckDB can read for these keys; missing objects are left out."""
+        if isinstance(self.objects, LocalObjectStore):
+            paths = [self.objects.path_of(key) for key in keys]
+            yield [str(p) for p in await asyncio.to_thread(_existing, paths)]
+            return
+        with tempfile.TemporaryDirectory(prefix="akasha-cold-") as folder:
+            blobs = await _gather_limited([self._fetch_optional(key) for key in keys])
+            paths = []
+            for n, blob in enumerate(blobs):
+                if blob is not None:
+                    path = Path(folder) / f"{n}.parquet"
+                    await asyncio.to_thread(path.write_bytes, blob)
+                    paths.append(str(path))
+            yield paths
+
+
+# -- layout ----------------------------------------------------------------------------------------
+
+
+def _partition(batch: pa.Table, prefix: str) -> list[tuple[str, pa.Table]]:
+    """One (key, rows sorted by created_at) per UTC day and system in the batch."""
+    days = pc.strftime(batch.column("created_at"), format="%Y-%m-%d", locale="C").to_pylist()
+    systems = batch.column("system_id").to_pylist()
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row, group in enumerate(zip(days, systems, strict=True)):
+        groups[group].append(row)
+    files = []
+    for (day, system), rows in sorted(groups.items()):
+        part = batch.take(pa.array(rows)).sort_by("created_at")
+        files.append((f"{prefix}/day={day}/system={_system_part(system)}/{new_id()}.parquet", part))
+    return files
+
+
+def _system_part(system_id: str) -> str:
+    return quote(system_id, safe="")
+
+
+def _data(key: str) -> tuple[date, str] | None:
+    """(day, encoded system) of a data file's key; None for anything else."""
+    parts = key.split("/")
+    if len(parts) != 4 or not parts[3].endswith(".parquet"):
+        return None
+    day, system = parts[1], parts[2]
+    if not day.startswith("day=") or not system.startswith("system="):
+        return None
+    try:
+        return date.fromisoformat(day[4:]), system[7:]
+    except ValueError:
+        return None
+
+
+def _utc_date(moment: datetime) -> date:
+    return from_us(to_us(moment)).date()
+
+
+def _opt_us(moment: datetime | None) -> int | None:
+    return None if moment is None else to_us(moment)
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+async def _gather_limited(calls: list[Any]) -> list[Any]:
+    gate = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    async def one(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*(one(call) for call in calls))
+
+
+def _existing(paths: list[Path]) -> list[Path]:
+    return [path for path in paths if path.is_file()]
+
+
+# -- DuckDB over the files (run in worker threads) -------------------------------------------------
+
+
+def _filters(
+    system_ids: Sequence[str] | None, start_us: int | None, end_us: int | None
+) -> tuple[str, dict[str, Any]]:
+    terms, params = ["TRUE"], {}
+    if system_ids is not None:
+        terms.append("system_id IN (SELECT unnest($systems))")
+        params["systems"] = list(system_ids)
+    if start_us is not None:
+        terms.append("epoch_us(created_at) >= $start_us")
+        params["start_us"] = start_us
+    if end_us is not None:
+        terms.append("epoch_us(created_at) <= $end_us")
+        params["end_us"] = end_us
+    return " AND ".join(terms), params
+
+
+def _top_k(
+    paths: list[str],
+    query: np.ndarray,
+    k: int,
+    system_ids: Sequence[str] | None,
+    start_us: int | None,
+    end_us: int | None,
+) -> list[tuple[str, str, float]]:
+    """(id, path, cosine) of the best k rows passing the filters, best first."""
+    if not paths:
+        return []
+    where, params = _filters(system_ids, start_us, end_us)
+    with duckdb.connect() as db:
+        table = db.execute(
+            "SELECT id, filename, embedding FROM read_parquet($paths, filename = true) "
+            f"WHERE {where}",
+            {"paths": paths, **params},
+        ).to_arrow_table()
+    if table.num_rows == 0:
+        return []
+    embeddings = table.column("embedding").combine_chunks()
+    matrix = embeddings.flatten().to_numpy(zero_copy_only=False).reshape(-1, DIM)
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
+    scores = (matrix @ query) / np.where(norms == 0, 1.0, norms)
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    ids = table.column("id").to_pylist()
+    files = table.column("filename").to_pylist()
+    best: dict[str, tuple[str, str, float]] = {}
+    for row in top.tolist():  # a crash mid-rewrite could leave an id twice: keep its best
+        best.setdefault(ids[row], (ids[row], files[row], float(scores[row])))
+    return list(best.values())
+
+
+def _rows_in(paths: list[str], memory_ids: list[str]) -> list[dict[str, Any]]:
+    if not paths:
+        return []
+    with duckdb.connect() as db:
+        cursor = db.execute(
+            f"{_ROW_SQL} FROM read_parquet($paths) WHERE id IN (SELECT unnest($ids))",
+            {"paths": paths, "ids": memory_ids},
+        )
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    memories: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        created_us = row.pop("created_us")
+        row["created_at"] = from_us(created_us)
+        row["metadata"] = None if row["metadata"] is None else json.loads(row["metadata"])
+        memories.setdefault(row["id"], row)
+    return [memories[i] for i in memory_ids if i in memories]
+
+
+def _ids_in(paths: list[str], memory_ids: list[str]) -> list[str]:
+    if not paths:
+        return []
+    with duckdb.connect() as db:
+        rows = db.execute(
+            "SELECT DISTINCT id FROM read_parquet($paths) WHERE id IN (SELECT unnest($ids))",
+            {"paths": paths, "ids": memory_ids},
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _summary(paths: list[str]) -> tuple[int, int, int | None, int | None]:
+    if not paths:
+        return 0, 0, None, None
+    with duckdb.connect() as db:
+        count, systems, oldest, newest = db.execute(
+            "SELECT count(*), count(DISTINCT system_id), min(epoch_us(created_at)), "
+            "max(epoch_us(created_at)) FROM read_parquet($paths)",
+            {"paths": paths},
+        ).fetchone()
+    return int(count), int(systems), oldest, newest

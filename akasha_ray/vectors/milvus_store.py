@@ -1,0 +1,396 @@
+"""The warm tier: memories in Milvus through pymilvus' `AsyncMilvusClient`.
+
+By default a Milvus Lite file `<data_dir>/warm/milvus.db` (one process per file: one owner, the
+`warm` actor); `warm.uri` (and `warm.token`) point it at a Milvus server or cluster instead.
+
+- Start-up (milvus_setup.py) probes the configured index type and falls back to one the server can
+  build and load; `stats` and `health` report which one is in use and why.
+- Rows and filter expressions (milvus_rows.py): content split over three VARCHARs, metadata JSON
+  plus a flag, created_at in epoch microseconds, every string quoted and escaped.
+- Insert is idempotent by id: the ids already stored are looked up (Strong consistency) and
+  skipped, under a lock so two concurrent inserts cannot both add one id (Milvus itself would keep
+  both rows).
+- Each call to Milvus has a fixed cost (about 75 ms on Lite), so concurrent `search` calls with the
+  same k and filters go together as one multi-vector search; `search_many` does the same for a
+  caller holding several query vectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pymilvus import AsyncMilvusClient, MilvusClient
+from pymilvus.client.types import LoadState
+
+from akasha_ray.config import WarmConfig
+from akasha_ray.errors import Unavailable
+from akasha_ray.vectors.base import from_us, normalized, to_us
+from akasha_ray.vectors.milvus_rows import (
+    ROW_FIELDS,
+    SearchFilter,
+    batched,
+    chunks_by_bytes,
+    id_in,
+    memory_of,
+    rows_of,
+    table_of,
+)
+from akasha_ray.vectors.milvus_setup import (
+    ERRORS,
+    IndexChoice,
+    message_of,
+    prepare_collection,
+    search_params,
+)
+
+logger = logging.getLogger("akasha.warm")
+
+COLLECTION = "akasha_memories"
+QUERY_IN_CHUNK = 500  # ids per `id in [...]` expression
+MAX_SEARCH_BATCH = 64  # query vectors per Milvus search call
+MAX_QUERY_WINDOW = 16_384  # Milvus' largest query limit
+
+
+def lite_file(data_dir: Path) -> Path:
+    return Path(data_dir) / "warm" / "milvus.db"
+
+
+class MilvusStore:
+    """The warm store. Open with `await MilvusStore.open(config, data_dir)`; one owner per file."""
+
+    def __init__(
+        self,
+        client: AsyncMilvusClient,
+        collection: str,
+        index: IndexChoice,
+        *,
+        lite_path: Path | None,
+        where: str,
+    ) -> None:
+        self._client = client
+        self.collection = collection
+        self.index = index
+        self._lite_path = lite_path
+        self._where = where
+        self._write_lock = asyncio.Lock()
+        self._coalescer = _Coalescer(self._search_filter, MAX_SEARCH_BATCH)
+
+    @classmethod
+    async def open(
+        cls,
+        config: WarmConfig,
+        data_dir: Path,
+        *,
+        collection: str = COLLECTION,
+        probe_timeout_s: float = 30.0,
+    ) -> MilvusStore:
+        """Connect; create the collection (after probing the index type) or load it."""
+        lite_path = None if config.uri else lite_file(data_dir)
+        if lite_path is not None:
+            lite_path.parent.mkdir(parents=True, exist_ok=True)
+        uri = config.uri or str(lite_path)
+        where = f"Milvus Lite at {lite_path}" if lite_path else f"Milvus at {config.uri}"
+        token = config.token.get_secret_value() if config.token else ""
+        with _unavailable(f"cannot open the warm tier on {where}"):
+            index = await asyncio.to_thread(
+                _prepare, uri, token, collection, config.index_type, probe_timeout_s
+            )
+        if index.fallback_reason:
+            logger.warning(
+                "warm tier on %s: using a %s index, not the configured %s: %s",
+                where,
+                index.in_use,
+                index.requested,
+                index.fallback_reason,
+            )
+        client = AsyncMilvusClient(uri=uri, token=token)
+        return cls(client, collection, index, lite_path=lite_path, where=where)
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def insert(self, batch: pa.Table) -> list[str]:
+        """Store the memories whose ids are new and return their ids; a resent batch is a no-op."""
+        batch = normalized(batch)
+        if batch.num_rows == 0:
+            return []
+        async with self._write_lock:
+            with _unavailable("warm insert failed"):
+                known = await self._existing(batch.column("id").to_pylist())
+                if known:
+                    batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), pa.array(known))))
+                for chunk in chunks_by_bytes(rows_of(batch)):
+                    await self._client.insert(self.collection, chunk)
+                if self._lite_path is not None and batch.num_rows:
+                    # Lite scans unflushed rows in Python, ten times slower than its segments;
+                    # a server seals segments itself, and an explicit flush there costs seconds.
+                    await self._client.flush(self.collection)
+        return batch.column("id").to_pylist()
+
+    async def delete(self, memory_id: str) -> bool:
+        return bool(await self.delete_many([memory_id]))
+
+    async def delete_many(self, memory_ids: Sequence[str]) -> list[str]:
+        """Delete these ids; returns those that were there."""
+        async with self._write_lock:  # an insert's check-then-write must not interleave
+            with _unavailable("warm delete failed"):
+                present = set(await self._existing(list(memory_ids)))
+                for chunk in batched(sorted(present), QUERY_IN_CHUNK):
+                    await self._client.delete(self.collection, filter=id_in(chunk))
+        return [i for i in dict.fromkeys(memory_ids) if i in present]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get(self, memory_id: str) -> dict[str, Any] | None:
+        with _unavailable("warm get failed"):
+            rows = await self._client.query(
+                self.collection, filter=id_in([memory_id]), output_fields=list(ROW_FIELDS)
+            )
+        return memory_of(rows[0]) if rows else None
+
+    async def fetch(self, memory_ids: Sequence[str]) -> pa.Table:
+        """The stored rows of these ids (embeddings included) in `records.SCHEMA`, in order."""
+        wanted = list(dict.fromkeys(memory_ids))
+        with _unavailable("warm fetch failed"):
+            rows = await self._by_ids(wanted, [*ROW_FIELDS, "embedding"])
+        found = {row["id"]: row for row in rows}
+        return table_of([found[i] for i in wanted if i in found])
+
+    async def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Up to `limit` (at most 16,384) ids created before `cutoff`, in no particular order."""
+        if limit <= 0:
+            return []
+        with _unavailable("warm ids_before failed"):
+            rows = await self._client.query(
+                self.collection,
+                filter=f"created_at < {to_us(cutoff)}",
+                output_fields=["id"],
+                limit=min(limit, MAX_QUERY_WINDOW),
+                consistency_level="Strong",
+            )
+        return [row["id"] for row in rows]
+
+    async def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """One query; concurrent calls with the same k and filters share one Milvus call."""
+        key = SearchFilter.of(k, system_ids, start, end)
+        if key.matches_nothing:
+            return []
+        return await self._coalescer.submit(key, np.asarray(vector, dtype=np.float32))
+
+    async def search_many(
+        self,
+        vectors: Sequence[np.ndarray] | np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Several queries with the same filters in one call: one hit list per vector."""
+        key = SearchFilter.of(k, system_ids, start, end)
+        queries = [np.asarray(v, dtype=np.float32) for v in vectors]
+        if key.matches_nothing:
+            return [[] for _ in queries]
+        results: list[list[dict[str, Any]]] = []
+        for chunk in batched(queries, MAX_SEARCH_BATCH):
+            results.extend(await self._search_filter(key, chunk))
+        return results
+
+    async def _search_filter(
+        self, key: SearchFilter, queries: list[np.ndarray]
+    ) -> list[list[dict[str, Any]]]:
+        with _unavailable("warm search failed"):
+            answers = await self._client.search(
+                self.collection,
+                data=queries,
+                anns_field="embedding",
+                limit=key.k,
+                filter=key.expression(),
+                output_fields=list(ROW_FIELDS),
+                search_params=search_params(self.index.in_use, key.k),
+            )
+        return [
+            [
+                {**memory_of({**hit["entity"], "id": hit["id"]}), "similarity": hit["distance"]}
+                for hit in hits
+            ]
+            for hits in answers
+        ]
+
+    # -- state -------------------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """count, oldest, newest, bytes (Lite: its files' size; a server does not say: None)."""
+        with _unavailable("warm stats failed"):
+            count = await self._count()
+            oldest, newest = await self._time_bounds()
+        return {
+            "count": count,
+            "oldest": None if oldest is None else from_us(oldest),
+            "newest": None if newest is None else from_us(newest),
+            "bytes": _folder_bytes(self._lite_path) if self._lite_path else None,
+            "index": asdict(self.index),
+        }
+
+    async def health(self) -> dict[str, Any]:
+        """reachable, collection loaded, index type and build state; never raises."""
+        report: dict[str, Any] = {
+            "where": self._where,
+            "collection": self.collection,
+            "index_requested": self.index.requested,
+            "index_type": self.index.in_use,
+            "index_fallback_reason": self.index.fallback_reason,
+        }
+        try:
+            version = await self._client.get_server_version(timeout=5)
+            state = await self._client.get_load_state(self.collection, timeout=5)
+            index = await self._client.describe_index(self.collection, "embedding", timeout=5)
+        except ERRORS as exc:
+            return {**report, "reachable": False, "loaded": False, "error": message_of(exc)}
+        return {
+            **report,
+            "reachable": True,
+            "server_version": version,
+            "loaded": state.get("state") == LoadState.Loaded,
+            "index_state": index.get("state"),
+            "indexed_rows": index.get("indexed_rows"),
+            "pending_index_rows": index.get("pending_index_rows"),
+        }
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _existing(self, memory_ids: list[str]) -> list[str]:
+        rows = await self._by_ids(memory_ids, ["id"])
+        return [row["id"] for row in rows]
+
+    async def _by_ids(self, memory_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Rows of these ids, read Strong; the chunks go at once (each waits on the server's
+        clock to catch up, so one after another would add that wait per chunk)."""
+        answers = await asyncio.gather(
+            *(
+                self._client.query(
+                    self.collection,
+                    filter=id_in(chunk),
+                    output_fields=fields,
+                    consistency_level="Strong",
+                )
+                for chunk in batched(list(dict.fromkeys(memory_ids)), QUERY_IN_CHUNK)
+            )
+        )
+        return [row for rows in answers for row in rows]
+
+    async def _count(self) -> int:
+        rows = await self._client.query(
+            self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(rows[0]["count(*)"])
+
+    async def _time_bounds(self) -> tuple[int | None, int | None]:
+        return await self._extreme(min, "<"), await self._extreme(max, ">")
+
+    async def _extreme(self, pick: Callable[[Iterable[int]], int], beyond: str) -> int | None:
+        """The least (or greatest) created_at. Milvus 2.3 and Lite have no min/max or ORDER BY,
+        so: take a page of times, then a page of those beyond its extreme, until none are left.
+        A page is any 16,384 rows, so each round leaves about 1/16,384 of the rows: two or three
+        rounds, where bisecting on existence took about 100 queries (each a scan on Lite)."""
+        bound: int | None = None
+        while True:
+            expression = "" if bound is None else f"created_at {beyond} {bound}"
+            rows = await self._client.query(
+                self.collection,
+                filter=expression,
+                output_fields=["created_at"],
+                limit=MAX_QUERY_WINDOW,
+                consistency_level="Strong",
+            )
+            if not rows:
+                return bound
+            bound = pick(int(row["created_at"]) for row in rows)
+            if len(rows) < MAX_QUERY_WINDOW and expression == "":
+                return bound  # that page was every row
+
+
+def _prepare(
+    uri: str, token: str, collection: str, index_type: str, probe_timeout_s: float
+) -> IndexChoice:
+    client = MilvusClient(uri=uri, token=token)
+    try:
+        return prepare_collection(client, collection, index_type, probe_timeout_s)
+    finally:
+        client.close()
+
+
+class _Coalescer:
+    """Queues concurrent searches by filter; while one call for a filter is in flight the next
+    ones wait, then go together: a burst costs one round trip instead of one each."""
+
+    def __init__(
+        self,
+        run: Callable[[SearchFilter, list[np.ndarray]], Awaitable[list[list[dict[str, Any]]]]],
+        max_batch: int,
+    ) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._queues: dict[SearchFilter, list[tuple[np.ndarray, asyncio.Future]]] = {}
+        self._drains: set[asyncio.Task] = set()
+
+    async def submit(self, key: SearchFilter, vector: np.ndarray) -> list[dict[str, Any]]:
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = []
+            task = asyncio.create_task(self._drain(key))
+            self._drains.add(task)  # keep a reference until it ends
+            task.add_done_callback(self._drains.discard)
+        queue.append((vector, future))
+        return await future
+
+    async def _drain(self, key: SearchFilter) -> None:
+        try:
+            while queue := self._queues[key]:
+                batch, self._queues[key] = queue[: self._max_batch], queue[self._max_batch :]
+                try:
+                    answers = await self._run(key, [vector for vector, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), hits in zip(batch, answers, strict=True):
+                    if not future.done():
+                        future.set_result(hits)
+        finally:
+            del self._queues[key]
+
+
+def _folder_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+@contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    """Milvus and transport errors as `Unavailable` (HTTP 503), naming what failed."""
+    try:
+        yield
+    except ERRORS as exc:
+        raise Unavailable(f"{what}: {message_of(exc)}") from exc

@@ -1,0 +1,256 @@
+"""One congruence suite (tests/servers/vector_suite.py) against every vector store: the hot shard
+(through AsyncHotShard), Milvus Lite, a real Milvus 2.3.5 server (in its own network namespace),
+and the cold Parquet tier on a local folder and on a real SeaweedFS S3 server.
+
+Each store is opened and loaded with the data set once per backend; every scenario leaves it as
+it found it. A server that cannot start fails the run (no skips).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from pymilvus import AsyncMilvusClient
+
+from akasha_ray.config import ObjectsConfig, WarmConfig
+from akasha_ray.errors import Unavailable
+from akasha_ray.objects import open_object_store
+from akasha_ray.objects.s3 import S3ObjectStore
+from akasha_ray.vectors.base import AsyncHotShard, VectorStore
+from akasha_ray.vectors.cold_store import ColdStore
+from akasha_ray.vectors.milvus_setup import IndexChoice
+from akasha_ray.vectors.milvus_store import MilvusStore
+from tests.servers import seaweedfs
+from tests.servers.milvus_server import milvus_server
+from tests.servers.seaweedfs import seaweedfs_server
+from tests.servers.vector_suite import SCENARIOS, DataSet, load, make_dataset
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+BACKENDS = ["hot", "milvus-lite", "milvus-server", "cold-local", "cold-s3"]
+EXACT = {"hot", "cold-local", "cold-s3"}
+SERVER_PROBE_TIMEOUT_S = 8.0  # DISKANN never finishes building on 2.3.5: give up after this
+
+
+@pytest.fixture(scope="module")
+def data() -> DataSet:
+    return make_dataset()
+
+
+@pytest.fixture(scope="module")
+def milvus():
+    with milvus_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with seaweedfs_server(bucket="akasha-cold") as server:
+        yield server
+
+
+def s3_store(server: seaweedfs.S3Server, prefix: str) -> S3ObjectStore:
+    return S3ObjectStore.from_url(
+        f"s3://{server.bucket}/{prefix}",
+        endpoint_url=server.endpoint_url,
+        region_name=seaweedfs.REGION,
+        aws_access_key_id=seaweedfs.ACCESS_KEY,
+        aws_secret_access_key=seaweedfs.SECRET_KEY,
+    )
+
+
+async def open_store(backend: str, request: pytest.FixtureRequest, folder: Path) -> VectorStore:
+    if backend == "hot":
+        return await AsyncHotShard.open(folder / "hot.duckdb")
+    if backend == "milvus-lite":
+        return await MilvusStore.open(WarmConfig(), folder)
+    if backend == "milvus-server":
+        # The cluster setting, DISKANN, against a server that cannot build it: the store must
+        # notice at start-up and run the suite on its fallback.
+        server = request.getfixturevalue("milvus")
+        config = WarmConfig(uri=server.uri, index_type="DISKANN")
+        return await MilvusStore.open(config, folder, probe_timeout_s=SERVER_PROBE_TIMEOUT_S)
+    if backend == "cold-local":
+        return ColdStore(open_object_store(ObjectsConfig(), folder))
+    if backend == "cold-s3":
+        return ColdStore(s3_store(request.getfixturevalue("s3"), "congruence"))
+    raise AssertionError(backend)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BACKENDS)
+async def loaded(request, data, tmp_path_factory):
+    started = time.perf_counter()
+    store = await open_store(request.param, request, tmp_path_factory.mktemp(request.param))
+    opened = time.perf_counter()
+    await load(store, data)
+    print(
+        f"\n{request.param}: opened in {opened - started:.2f}s (servers included), "
+        f"loaded {len(data.ids)} in {time.perf_counter() - opened:.2f}s"
+    )
+    yield request.param, store
+    await store.close()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__.removeprefix("scenario_"))
+async def test_congruence(loaded, data, scenario):
+    backend, store = loaded
+    await scenario(store, data, backend in EXACT)
+
+
+# -- warm-tier specifics ---------------------------------------------------------------------------
+
+
+async def test_milvus_server_reports_its_diskann_fallback(milvus, data, tmp_path):
+    store = await MilvusStore.open(
+        WarmConfig(uri=milvus.uri, index_type="DISKANN"),
+        tmp_path,
+        probe_timeout_s=SERVER_PROBE_TIMEOUT_S,
+    )
+    try:
+        assert store.index.requested == "DISKANN"
+        assert store.index.in_use == "HNSW"  # probed when the congruence store was created
+        health = await store.health()
+        assert health["reachable"] and health["loaded"]
+        assert health["index_type"] == "HNSW" and health["index_fallback_reason"]
+        assert (await store.stats())["index"]["in_use"] == "HNSW"
+    finally:
+        await store.close()
+
+
+async def test_milvus_lite_falls_back_from_diskann_at_start_up(tmp_path, caplog):
+    store = await MilvusStore.open(WarmConfig(index_type="DISKANN"), tmp_path)
+    try:
+        assert store.index == IndexChoice(
+            "DISKANN", "HNSW", store.index.fallback_reason
+        ) and "DISKANN" in (store.index.fallback_reason or "")
+        assert "using a HNSW index, not the configured DISKANN" in caplog.text
+        health = await store.health()
+        assert health["reachable"] and health["loaded"] and health["index_type"] == "HNSW"
+    finally:
+        await store.close()
+    reopened = await MilvusStore.open(WarmConfig(index_type="DISKANN"), tmp_path)
+    try:  # the file keeps its HNSW index, and says why it differs from the setting
+        assert reopened.index.in_use == "HNSW" and reopened.index.fallback_reason
+    finally:
+        await reopened.close()
+
+
+async def test_milvus_search_many_and_concurrent_searches_agree(data, tmp_path):
+    store = await MilvusStore.open(WarmConfig(), tmp_path)
+    try:
+        await store.insert(data.batch.slice(0, 400))
+        queries = data.queries[:16]
+        batched = await store.search_many(queries, 5, ["sys-1", "sys-2"])
+        systems = ["sys-1", "sys-2"]
+        concurrent = await asyncio.gather(*(store.search(q, 5, systems) for q in queries))
+        one_by_one = [await store.search(q, 5, systems) for q in queries]
+        ids = [[[h["id"] for h in hits] for hits in answer] for answer in (batched, concurrent)]
+        assert ids[0] == ids[1] == [[h["id"] for h in hits] for hits in one_by_one]
+        assert await store.search_many(queries, 5, []) == [[] for _ in queries]
+    finally:
+        await store.close()
+
+
+async def test_milvus_migration_reads(data, tmp_path):
+    """What moving memories out of warm needs: old ids, whole rows back, bulk delete."""
+    store = await MilvusStore.open(WarmConfig(), tmp_path)
+    try:
+        await store.insert(data.batch.slice(0, 300))
+        cutoff = data.times[199]  # rows 200.. are older than row 199
+        old = await store.ids_before(cutoff, 1000)
+        assert sorted(old) == sorted(data.ids[200:300].tolist())
+        assert len(await store.ids_before(cutoff, 10)) == 10
+        table = await store.fetch([*old[:50], "missing"])
+        assert table.column("id").to_pylist() == old[:50]
+        source = data.batch.slice(0, 300)
+        by_id = {row["id"]: row for row in source.to_pylist()}
+        for row in table.to_pylist():
+            assert row["embedding"] == pytest.approx(by_id[row["id"]]["embedding"], abs=1e-6)
+            assert {k: v for k, v in row.items() if k != "embedding"} == {
+                k: v for k, v in by_id[row["id"]].items() if k != "embedding"
+            }
+        assert sorted(await store.delete_many([*old, "missing"])) == sorted(old)
+        assert await store.ids_before(cutoff, 1000) == []
+    finally:
+        await store.close()
+
+
+async def test_milvus_unreachable_is_unavailable_and_unhealthy(tmp_path):
+    with pytest.raises(Unavailable):
+        await MilvusStore.open(WarmConfig(uri="http://127.0.0.1:9"), tmp_path)
+    dead = MilvusStore(
+        AsyncMilvusClient(uri="http://127.0.0.1:9"),
+        "akasha_memories",
+        IndexChoice("HNSW", "HNSW"),
+        lite_path=None,
+        where="nowhere",
+    )
+    health = await dead.health()
+    assert health["reachable"] is False and health["loaded"] is False and health["error"]
+    with pytest.raises(Unavailable):
+        await dead.search(np.ones(384, np.float32), 3)
+
+
+# -- cold tier on S3 specifics ---------------------------------------------------------------------
+
+
+async def test_cold_s3_objects_seam(s3):
+    """The objects seam against the real S3 server: what local.py's unit tests check."""
+    store = s3_store(s3, "seam")
+    await store.put("a/b/one.bin", b"1" * 1000)
+    await store.put("a/b/one.bin", b"2")  # replaced whole
+    await store.put("a/c.bin", b"3")
+    assert await store.get("a/b/one.bin") == b"2"
+    assert [(i.key, i.size) for i in await store.list_objects("a/")] == [
+        ("a/b/one.bin", 1),
+        ("a/c.bin", 1),
+    ]
+    assert [i.key for i in await store.list_objects("a/b")] == ["a/b/one.bin"]
+    assert await store.exists("a/c.bin") and not await store.exists("a/nope")
+    await store.delete("a/c.bin")
+    await store.delete("a/c.bin")
+    from akasha_ray.errors import NotFound
+
+    with pytest.raises(NotFound):
+        await store.get("a/c.bin")
+    for n in range(1005):  # more than one listing page
+        await store.put(f"many/{n:05d}", b"")
+    assert len(await store.list_objects("many/")) == 1005
+    await store.close()
+
+
+async def test_cold_s3_missing_bucket_is_a_config_error(s3):
+    from akasha_ray.errors import ConfigError
+
+    store = S3ObjectStore.from_url(
+        "s3://no-such-bucket/x",
+        endpoint_url=s3.endpoint_url,
+        region_name=seaweedfs.REGION,
+        aws_access_key_id=seaweedfs.ACCESS_KEY,
+        aws_secret_access_key=seaweedfs.SECRET_KEY,
+    )
+    with pytest.raises(ConfigError):
+        await store.put("k", b"v")
+    await store.close()
+
+
+async def test_cold_factory_opens_s3_from_settings(s3, tmp_path, monkeypatch, data):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", seaweedfs.REGION)
+    config = ObjectsConfig(
+        backend="s3", url=f"s3://{s3.bucket}/factory", endpoint_url=s3.endpoint_url
+    )
+    store = ColdStore.open(config, tmp_path)
+    try:
+        assert await store.insert(data.batch.slice(0, 20)) == data.ids[:20].tolist()
+        assert (await store.get(data.ids[3]))["content"] == data.batch.column("content")[3].as_py()
+        keys = [i.key for i in await store.objects.list_objects("cold/")]
+        assert any(k.startswith("cold/day=2026-06-01/system=sys-0/") for k in keys)
+    finally:
+        await store.close()

@@ -1,0 +1,171 @@
+"""The cold tier on a local folder: layout, exact filtered search, idempotency across crashes,
+delete by rewrite, hints, stats. The same store on S3 runs in the congruence suite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from akasha_ray.models import MemoryIn
+from akasha_ray.objects.local import LocalObjectStore
+from akasha_ray.records import SCHEMA, build_batch
+from akasha_ray.vectors import cold_store
+from akasha_ray.vectors.base import VectorStore
+from akasha_ray.vectors.cold_store import ColdStore
+
+NOW = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+
+
+def _batch(n, seed=0, systems=4, hours=6, tag="memory"):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    memories = [
+        MemoryIn(
+            system_id=f"sys:{i % systems}@x",  # ':' and '@' are allowed in names
+            conversation_id=f"c{i}",
+            content=f"{tag} {i}",
+            created_at=NOW - timedelta(hours=hours * i),
+            metadata={"i": i} if i % 2 else None,
+        )
+        for i in range(n)
+    ]
+    return build_batch(memories, x, model="m", model_revision="r", now=NOW), x
+
+
+@pytest.fixture
+def store(tmp_path) -> ColdStore:
+    return ColdStore(LocalObjectStore(tmp_path / "objects"))
+
+
+def _data_keys(store):
+    return sorted(
+        str(p.relative_to(store.objects.root))
+        for p in store.objects.root.rglob("*.parquet")
+        if "/day=" in "/" + str(p.relative_to(store.objects.root))
+    )
+
+
+async def test_layout_is_partitioned_by_day_and_system(store):
+    batch, _ = _batch(12)
+    assert isinstance(store, VectorStore)
+    assert await store.insert(batch) == batch.column("id").to_pylist()
+    keys = _data_keys(store)
+    assert keys and all(k.startswith("cold/day=") for k in keys)
+    assert "cold/day=2026-01-31/system=sys%3A0%40x" in {k.rsplit("/", 1)[0] for k in keys}
+    for key in keys:  # each file: one day, one system, sorted by time, in records.SCHEMA
+        table = pq.read_table(store.objects.root / key)
+        assert table.schema.equals(SCHEMA)
+        assert len(set(table.column("system_id").to_pylist())) == 1
+        days = {t.date().isoformat() for t in table.column("created_at").to_pylist()}
+        assert days == {key.split("/")[1].removeprefix("day=")}
+        times = table.column("created_at").to_pylist()
+        assert times == sorted(times)
+
+
+async def test_search_is_exact_with_filters(store):
+    batch, x = _batch(400, hours=1)
+    await store.insert(batch)
+    ids = np.array(batch.column("id").to_pylist())
+    systems = np.array(batch.column("system_id").to_pylist())
+    times = np.array([NOW - timedelta(hours=i) for i in range(400)])
+    q = x[17]
+    start, end = times[300], times[100]  # inclusive, at stored instants
+    keep = np.isin(systems, ["sys:1@x", "sys:2@x"]) & (times >= start) & (times <= end)
+    scores = x @ q
+    scores[~keep] = -np.inf
+    expected = ids[np.argsort(-scores)[:15]].tolist()
+    hits = await store.search(q, 15, ["sys:1@x", "sys:2@x"], start, end)
+    assert [h["id"] for h in hits] == expected
+    assert hits[0]["similarity"] == pytest.approx(float(np.max(scores)), abs=1e-5)
+    assert all(start <= h["created_at"] <= end for h in hits)
+    unfiltered = await store.search(q, 5)
+    assert [h["id"] for h in unfiltered] == ids[np.argsort(-(x @ q))[:5]].tolist()
+    assert await store.search(q, 5, []) == []
+    assert await store.search(q, 5, None, end, start) == []
+    assert await store.search(q, 0) == []
+
+
+async def test_search_reads_only_matching_partitions(store):
+    batch, x = _batch(40, hours=24)  # one memory a day
+    await store.insert(batch)
+    # Spoil every file outside 2026-01-20..2026-01-25: a search that opened one would fail.
+    for key in _data_keys(store):
+        day = key.split("/")[1].removeprefix("day=")
+        if not "2026-01-20" <= day <= "2026-01-25":
+            (store.objects.root / key).write_bytes(b"not parquet")
+    start = datetime(2026, 1, 20, tzinfo=UTC)
+    end = datetime(2026, 1, 25, 23, 59, tzinfo=UTC)
+    hits = await store.search(x[8], 3, None, start, end)
+    assert hits[0]["id"] == batch.column("id")[8].as_py()
+    assert all(start <= h["created_at"] <= end for h in hits)
+
+
+async def test_insert_is_idempotent_even_after_a_crash_between_hints_and_data(store, monkeypatch):
+    batch, _ = _batch(30)
+    first = batch.slice(0, 10)
+    assert len(await store.insert(first)) == 10
+    assert await store.insert(first) == []
+    assert (
+        await store.insert(pa.concat_tables([batch, batch])) == batch.column("id").to_pylist()[10:]
+    )
+
+    # A crash after the hints are written but before the data files: the ids are not stored.
+    crashed, _ = _batch(5, seed=9, tag="crashed")
+    real_put = store.objects.put
+
+    async def put_hints_only(key, data):
+        if "/_index/" not in key:
+            raise OSError("crash")
+        await real_put(key, data)
+
+    monkeypatch.setattr(store.objects, "put", put_hints_only)
+    with pytest.raises(OSError):
+        await store.insert(crashed)
+    monkeypatch.setattr(store.objects, "put", real_put)
+    assert await store.get(crashed.column("id")[0].as_py()) is None
+    assert await store.insert(crashed) == crashed.column("id").to_pylist()
+    assert (await store.stats())["count"] == 35
+
+
+async def test_get_delete_rewrites_the_file(store):
+    batch, x = _batch(8)
+    ids = await store.insert(batch)
+    row = await store.get(ids[1])
+    assert row["content"] == "memory 1" and row["metadata"] == {"i": 1}
+    assert (await store.get(ids[0]))["metadata"] is None
+    assert row["created_at"] == NOW - timedelta(hours=6)
+    assert await store.delete(ids[1]) is True
+    assert await store.delete(ids[1]) is False
+    assert await store.get(ids[1]) is None
+    assert ids[1] not in [h["id"] for h in await store.search(x[1], 8)]
+    assert await store.delete_many([ids[2], ids[3], "nope"]) == [ids[2], ids[3]]
+    assert (await store.stats())["count"] == 5
+    assert await store.insert(batch) == [ids[1], ids[2], ids[3]]  # new again after delete
+
+
+async def test_hint_files_are_merged(store, monkeypatch):
+    monkeypatch.setattr(cold_store, "HINT_FILES_MAX", 4)
+    batch, _ = _batch(12)
+    for n in range(12):
+        await store.insert(batch.slice(n, 1))
+    hints = list((store.objects.root / "cold" / "_index").iterdir())
+    assert len(hints) <= 5
+    fresh = ColdStore(LocalObjectStore(store.objects.root))  # no cached hints
+    for memory_id in batch.column("id").to_pylist():
+        assert (await fresh.get(memory_id))["id"] == memory_id
+    assert await fresh.insert(batch) == []
+
+
+async def test_stats(store):
+    assert (await store.stats())["count"] == 0
+    batch, _ = _batch(10, systems=3)
+    await store.insert(batch)
+    stats = await store.stats()
+    assert stats["count"] == 10 and stats["systems"] == 3
+    assert stats["newest"] == NOW and stats["oldest"] == NOW - timedelta(hours=54)
+    assert stats["bytes"] > 0 and stats["files"] >= 3
