@@ -24,6 +24,9 @@ class HotShardActor:
     def get(self, memory_id: str) -> dict[str, Any] | None:
         return self._shard.get(memory_id)
 
+    def existing(self, ids: list[str]) -> list[str]:
+        return self._shard.existing(ids)
+
     def get_many(self, ids: list[str]) -> list[dict[str, Any]]:
         return self._shard.get_many(ids)
 

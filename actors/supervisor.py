@@ -11,6 +11,7 @@ from ray.actor import ActorHandle
 from actors.graph import GraphActor
 from actors.hot_shard import HotShardActor
 from actors.keys import KeysActor
+from actors.tier_owner import ColdActor, WarmActor
 from actors.timeseries import ACTOR_NAME as TIMESERIES
 from actors.timeseries import TimeseriesActor
 from akasha_ray.config import Settings, to_dict
@@ -90,6 +91,22 @@ def graph(settings: Settings) -> ActorHandle:
     )
 
 
+def warm(settings: Settings) -> ActorHandle:
+    return (
+        ray.remote(WarmActor)
+        .options(name="warm", namespace=settings.namespace, num_cpus=0, **_OWNER_OPTIONS)
+        .remote(to_dict(settings))
+    )
+
+
+def cold(settings: Settings) -> ActorHandle:
+    return (
+        ray.remote(ColdActor)
+        .options(name="cold", namespace=settings.namespace, num_cpus=0, **_OWNER_OPTIONS)
+        .remote(to_dict(settings))
+    )
+
+
 def adopt_running(settings: Settings) -> Settings:
     """The settings with the data dir of the Akasha running in this namespace, if there is one."""
     try:
@@ -101,4 +118,5 @@ def adopt_running(settings: Settings) -> Settings:
 
 
 def actor_names(settings: Settings) -> list[str]:
-    return [hot_actor_name(i) for i in range(settings.hot.shards)] + ["keys", TIMESERIES, "graph"]
+    owners = ["keys", TIMESERIES, "graph", "warm", "cold"]
+    return [hot_actor_name(i) for i in range(settings.hot.shards)] + owners

@@ -88,12 +88,27 @@ def down(args: argparse.Namespace) -> int:
             ray.get(handle.close.remote())  # checkpoint before the process goes
         elif name == "timeseries":
             ray.get(handle.shutdown.remote())  # flush every accepted point first
-        elif name == "graph":
+        elif name in ("graph", "warm", "cold"):
             ray.get(handle.close.remote())
         ray.kill(handle, no_restart=True)
     ray.shutdown()
     stopped = local_cluster.stop_if_ours(settings)
     print("Akasha stopped" + (" and the local Ray cluster shut down." if stopped else "."))
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from actors import supervisor
+    from akasha_ray import local_cluster
+    from akasha_ray.jobs import migrate as migration_job
+
+    settings = config.load()
+    local_cluster.connect(settings, start=False)
+    settings = supervisor.adopt_running(settings)
+    print(json.dumps(asyncio.run(migration_job.run(settings, args.batch_size)), indent=1))
     return 0
 
 
@@ -176,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--demo-size", type=int, default=2000, help="demo memories (default 2000)")
     command("down", down, "stop Akasha (and the Ray cluster `up` started)", remote=False)
     command("status", status, "show the health of every component")
+    cmd = command("migrate", migrate, "move aged memories: hot -> warm -> cold", remote=False)
+    cmd.add_argument("--batch-size", type=int, default=5000)
     cmd = command("ingest", ingest, "ingest a JSONL file of memories over HTTP")
     cmd.add_argument("file")
     cmd.add_argument("--batch-size", type=int, default=500)

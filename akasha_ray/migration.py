@@ -26,11 +26,15 @@ class MigrationError(AkashaError):
     code = "migration"
 
 
-class MovableStore(Protocol):
+class Source(Protocol):
     async def ids_before(self, cutoff: datetime, limit: int) -> list[str]: ...
     async def fetch(self, ids: list[str]) -> pa.Table: ...
-    async def insert(self, batch: pa.Table) -> list[str]: ...
     async def delete_many(self, ids: list[str]) -> list[str]: ...
+
+
+class Target(Protocol):
+    async def insert(self, batch: pa.Table) -> list[str]: ...
+    async def existing(self, ids: list[str]) -> list[str]: ...
 
 
 class Ledger:
@@ -76,13 +80,13 @@ class Ledger:
             os.fsync(out.fileno())
 
 
-async def move(source: MovableStore, target: MovableStore, ids: list[str]) -> int:
+async def move(source: Source, target: Target, ids: list[str]) -> int:
     """Copy `ids` to the target, check they are all there, then delete them from the source."""
     batch = await source.fetch(ids)
     if batch.num_rows:
         await target.insert(batch)
         wanted = batch.column("id").to_pylist()
-        landed = set((await target.fetch(wanted)).column("id").to_pylist())
+        landed = set(await target.existing(wanted))
         missing = [i for i in wanted if i not in landed]
         if missing:
             raise MigrationError(
@@ -93,8 +97,8 @@ async def move(source: MovableStore, target: MovableStore, ids: list[str]) -> in
 
 
 async def migrate(
-    source: MovableStore,
-    target: MovableStore,
+    source: Source,
+    target: Target,
     cutoff: datetime,
     ledger: Ledger,
     *,

@@ -122,6 +122,9 @@ class AsyncHotShard:
     async def delete_many(self, memory_ids: Sequence[str]) -> list[str]:
         return await self._call(self.shard.delete_many, memory_ids)
 
+    async def existing(self, memory_ids: Sequence[str]) -> list[str]:
+        return await self._call(self.shard.existing, memory_ids)
+
     async def close(self) -> None:
         await self._call(self.shard.close)
 

@@ -208,6 +208,10 @@ class ColdStore:
                 found[memory_id].add(key)
         return found
 
+    async def existing(self, memory_ids: Sequence[str]) -> list[str]:
+        """The ids among these that the archive holds."""
+        return await self._stored(list(memory_ids))
+
     async def _stored(self, memory_ids: list[str]) -> list[str]:
         """The ids among these that a data file really holds."""
         hints = await self._hints(memory_ids)

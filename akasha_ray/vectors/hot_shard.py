@@ -91,6 +91,9 @@ class HotShard:
         rows = self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id = ?", [memory_id])
         return rows[0] if rows else None
 
+    def existing(self, ids: Sequence[str]) -> list[str]:
+        return [i for i in dict.fromkeys(ids) if i in self.index]
+
     def get_many(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The stored memories among `ids` (any order); unknown ids are skipped."""
         ids = [i for i in ids if i in self.index]

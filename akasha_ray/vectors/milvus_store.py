@@ -277,6 +277,10 @@ class MilvusStore:
 
     # -- internals ---------------------------------------------------------------------------------
 
+    async def existing(self, memory_ids: Sequence[str]) -> list[str]:
+        """The ids among these that the collection holds (read Strong)."""
+        return await self._existing(list(memory_ids))
+
     async def _existing(self, memory_ids: list[str]) -> list[str]:
         rows = await self._by_ids(memory_ids, ["id"])
         return [row["id"] for row in rows]

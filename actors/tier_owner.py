@@ -1,0 +1,85 @@
+"""The `warm` and `cold` actors: each the sole owner of one tier store (Milvus Lite allows one
+process per file; the cold archive has one writer). Async actors, so concurrent searches can
+share one Milvus call. The store opens on first use, not in the constructor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from akasha_ray import config
+
+
+class _TierOwner:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._settings = config.from_dict(settings)
+        self._store: Any = None
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> Any:
+        raise NotImplementedError
+
+    async def _tier(self) -> Any:
+        async with self._opening:
+            if self._store is None:
+                self._store = await self._open()
+        return self._store
+
+    async def insert(self, batch: pa.Table) -> list[str]:
+        return await (await self._tier()).insert(batch)
+
+    async def existing(self, ids: Sequence[str]) -> list[str]:
+        return await (await self._tier()).existing(ids)
+
+    async def get(self, memory_id: str) -> dict[str, Any] | None:
+        return await (await self._tier()).get(memory_id)
+
+    async def delete_many(self, ids: Sequence[str]) -> list[str]:
+        return await (await self._tier()).delete_many(ids)
+
+    async def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        return await (await self._tier()).search(vector, k, system_ids, start, end)
+
+    async def stats(self) -> dict[str, Any]:
+        return await (await self._tier()).stats()
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+
+class WarmActor(_TierOwner):
+    async def _open(self) -> Any:
+        from akasha_ray.vectors.milvus_store import MilvusStore
+
+        return await MilvusStore.open(self._settings.warm, Path(self._settings.data_dir))
+
+    async def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
+        return await (await self._tier()).ids_before(cutoff, limit)
+
+    async def fetch(self, ids: Sequence[str]) -> pa.Table:
+        return await (await self._tier()).fetch(ids)
+
+    async def health(self) -> dict[str, Any]:
+        return await (await self._tier()).health()
+
+
+class ColdActor(_TierOwner):
+    async def _open(self) -> Any:
+        from akasha_ray.vectors.cold_store import ColdStore
+
+        return ColdStore.open(self._settings.objects, Path(self._settings.data_dir))
