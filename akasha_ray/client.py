@@ -51,6 +51,12 @@ class AkashaClient:
     def stats(self) -> dict[str, Any]:
         return self._json("GET", "/v1/stats")
 
+    def tiers(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/tiers")["tiers"]
+
+    def migrate(self) -> dict[str, Any]:
+        return self._json("POST", "/v1/tiers/migrate")["moved"]
+
     def ingest(
         self,
         memories: Iterable[dict[str, Any]],
@@ -79,8 +85,9 @@ class AkashaClient:
         start: datetime | str | None = None,
         end: datetime | str | None = None,
         limit: int = 10,
+        include_cold: bool = False,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"limit": limit}
+        body: dict[str, Any] = {"limit": limit, "include_cold": include_cold}
         if query is not None:
             body["query"] = query
         if vector is not None:

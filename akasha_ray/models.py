@@ -101,6 +101,7 @@ class SearchRequest(Strict):
     start: UtcDatetime | None = None
     end: UtcDatetime | None = Field(None, validate_default=True)
     limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
+    include_cold: bool = Field(False, description="Also search the cold archive (slower).")
 
     # Field validators (not a model validator) so a 422 names the offending field.
     @field_validator("query")

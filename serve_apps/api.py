@@ -17,6 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from actors import supervisor
+from actors.tiers import TierHandles
 from akasha_ray import config, self_metrics
 from akasha_ray.auth import Principal, hash_key
 from akasha_ray.embedding import normalize
@@ -47,8 +48,7 @@ from akasha_ray.models import (
     now_utc,
 )
 from akasha_ray.records import build_batch
-from akasha_ray.routing import shard_for
-from akasha_ray.search import PartialTier, ask_tiers, merge_hits, plan_hot
+from akasha_ray.search import ask_tiers, merge_hits
 from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
 from akasha_ray.timeseries.models import WritePointsRequest
 
@@ -75,6 +75,24 @@ async def _awaitable(ref):
     return await ref
 
 
+def _tier_summary(tier: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    oldest = [p["oldest"] for p in parts if p.get("oldest") is not None]
+    newest = [p["newest"] for p in parts if p.get("newest") is not None]
+    sizes = [p.get("bytes") for p in parts]
+    return {
+        "tier": tier,
+        "count": sum(p["count"] for p in parts),
+        "oldest": min(oldest) if oldest else None,
+        "newest": max(newest) if newest else None,
+        "bytes": None if None in sizes else sum(sizes),
+    }
+
+
+def _plain(report: dict[str, Any]) -> dict[str, Any]:
+    """Scalars only, for /healthz."""
+    return {k: v for k, v in report.items() if isinstance(v, str | int | float | bool)}
+
+
 def _types(types: str | None) -> tuple[str, ...] | None:
     """`types=A,B` as a checked tuple (a bad name is a 422 naming `types`)."""
     return None if types is None else check_types(types.split(","), "types")
@@ -90,7 +108,8 @@ class AkashaAPI:
     def __init__(self, embedder: DeploymentHandle, settings: dict[str, Any]) -> None:
         self._settings = config.from_dict(settings)
         self._embedder = embedder
-        self._shards = supervisor.hot_shards(self._settings)
+        self._tiers = TierHandles(self._settings)
+        self._shards = self._tiers.shards
         self._keys = supervisor.keys(self._settings)
         self._timeseries = supervisor.timeseries(self._settings)
         self._graph = supervisor.graph(self._settings)
@@ -140,12 +159,14 @@ class AkashaAPI:
             self._keys.data_dir.remote(),
             self._timeseries.health.remote(),
             self._graph.ready.remote(),
+            self._tiers.warm.health.remote(),
+            self._tiers.cold.existing.remote([]),
         ]
         results = await asyncio.gather(
             *(asyncio.wait_for(_awaitable(c), 5) for c in checks), return_exceptions=True
         )
         components: dict[str, Any] = {}
-        components_named = [*names, "embedder", "keys", "timeseries", "graph"]
+        components_named = [*names, "embedder", "keys", "timeseries", "graph", "warm", "cold"]
         for name, result in zip(components_named, results, strict=True):
             if isinstance(result, BaseException):
                 components[name] = {"status": "down", "error": type(result).__name__}
@@ -157,6 +178,9 @@ class AkashaAPI:
                 components[name] = {"status": "ok", "flavour": result["flavour"]}
             elif name == "graph":
                 components[name] = {"status": "ok", "backend": result}
+            elif name == "warm":
+                ok = result.get("reachable") and result.get("loaded", True)
+                components[name] = {"status": "ok" if ok else "down", **_plain(result)}
             else:
                 components[name] = {"status": "ok"}
         healthy = all(c["status"] == "ok" for c in components.values())
@@ -173,14 +197,10 @@ class AkashaAPI:
         vectors, model = await asyncio.gather(
             self._embedder.embed_documents.remote(texts), self._model()
         )
-        batch = build_batch(body.memories, vectors, now=now_utc(), **model)
+        now = now_utc()
+        batch = build_batch(body.memories, vectors, now=now, **model)
         systems = batch.column("system_id").to_pylist()
-        shard_of = np.array([shard_for(s, len(self._shards)) for s in systems])
-        writes = [
-            self._shards[i].insert.remote(batch.filter(shard_of == i))
-            for i in np.unique(shard_of).tolist()
-        ]
-        stored = await self._call(asyncio.gather(*writes), "hot shards")
+        stored = await self._call(self._tiers.insert(batch, now), "tiers")
         ids = batch.column("id").to_pylist()
         links = [
             self._graph.link_memories.remote(memory_id, m.entities)
@@ -190,7 +210,7 @@ class AkashaAPI:
         if links:
             await self._call(asyncio.gather(*links), "graph")
         system_of = dict(zip(ids, systems, strict=True))
-        new = Counter(system_of[memory_id] for part in stored for memory_id in part)
+        new = Counter(system_of[memory_id] for memory_id in stored)
         self._record(self_metrics.ingested(new, now_utc()))
         await self._sample_tier_sizes()
         return IngestResponse(ids=ids)
@@ -213,8 +233,19 @@ class AkashaAPI:
         only_ids = None
         if body.entity_id is not None:
             only_ids = await self._call(self._graph.entity_memories.remote(body.entity_id), "graph")
-        query = (vector, body.limit, system_ids, body.start, body.end, only_ids)
-        answers = await ask_tiers({"hot": lambda: self._search_hot(*query)}, self._timeout)
+        asked = self._tiers.tiers_for(body.start, now_utc(), body.include_cold)
+        if only_ids is not None:
+            asked = ["hot"]  # the id filter reaches the hot index only (see README)
+        query = (vector, body.limit, system_ids, body.start, body.end)
+        calls = {
+            tier: (
+                (lambda: self._tiers.search_hot(*query, only_ids))
+                if tier == "hot"
+                else (lambda tier=tier: self._tiers.search_other(tier, *query))
+            )
+            for tier in asked
+        }
+        answers = await ask_tiers(calls, self._timeout)
         hits = merge_hits((a.hits for a in answers.values()), body.limit)
         tiers = [
             TierReport(tier=t, latency_ms=a.latency_ms, hits=len(a.hits), error=a.error)
@@ -227,28 +258,12 @@ class AkashaAPI:
             partial=any(t.error for t in tiers),
         )
 
-    async def _search_hot(self, vector, limit, system_ids, start, end, only_ids) -> list[dict]:
-        """Every shard holding the systems asked; a failed shard makes the answer partial."""
-        plan = plan_hot(system_ids, len(self._shards))
-        calls = [
-            self._shards[i].search.remote(vector, limit, systems, start, end, only_ids)
-            for i, systems in plan.items()
-        ]
-        parts = await asyncio.gather(*calls, return_exceptions=True)
-        failed = [f"hot-{i}" for i, p in zip(plan, parts, strict=True) if isinstance(p, Exception)]
-        hits = [h for p in parts if not isinstance(p, Exception) for h in p]
-        for h in hits:
-            h["tier"] = "hot"
-        if failed:
-            raise PartialTier(f"{', '.join(failed)} did not answer", hits)
-        return hits
-
     @app.get("/v1/memories/{memory_id}", response_model=Memory)
     async def get_memory(self, memory_id: str, authorization: str | None = Authorization) -> Memory:
         principal = await self._principal(authorization)
         principal.require("read")
-        _, row = await self._find(memory_id, principal)
-        return Memory(tier="hot", **row)
+        _, tier, row = (await self._find(memory_id, principal))[0]
+        return Memory(tier=tier, **row)
 
     @app.delete("/v1/memories/{memory_id}", status_code=204)
     async def delete_memory(
@@ -256,8 +271,9 @@ class AkashaAPI:
     ) -> Response:
         principal = await self._principal(authorization)
         principal.require("write")
-        shard, _ = await self._find(memory_id, principal)
-        await self._call(shard.delete.remote(memory_id), "hot shards")
+        copies = await self._find(memory_id, principal)
+        deletes = [owner.delete_many.remote([memory_id]) for owner, _, _ in copies]
+        await self._call(asyncio.gather(*deletes), "tiers")
         await self._call(self._graph.unlink_memory.remote(memory_id), "graph")
         return Response(status_code=204)
 
@@ -381,6 +397,34 @@ class AkashaAPI:
         visible.sort(key=lambda r: (r["created_at"], r["id"]))
         return {"memories": [Memory(tier="hot", **r) for r in visible]}
 
+    @app.get("/v1/tiers")
+    async def tiers(self, authorization: str | None = Authorization) -> dict[str, Any]:
+        """Per tier: how many memories, the oldest and newest, bytes on disk (None: unknown)."""
+        (await self._principal(authorization)).require("read")
+        hot, warm, cold = await self._call(
+            asyncio.gather(
+                asyncio.gather(*(s.stats.remote() for s in self._shards)),
+                _awaitable(self._tiers.warm.stats.remote()),
+                _awaitable(self._tiers.cold.stats.remote()),
+            ),
+            "tiers",
+        )
+        return {
+            "tiers": [
+                _tier_summary("hot", hot),
+                _tier_summary("warm", [warm]),
+                _tier_summary("cold", [cold]),
+            ]
+        }
+
+    @app.post("/v1/tiers/migrate")
+    async def migrate(self, authorization: str | None = Authorization) -> dict[str, Any]:
+        """Move what has aged out now (admin); a big backlog is better run as the Ray job."""
+        (await self._principal(authorization)).require_admin()
+        from akasha_ray.jobs.migrate import run
+
+        return {"moved": await run(self._settings)}
+
     @app.get("/v1/stats")
     async def stats(self, authorization: str | None = Authorization) -> dict[str, Any]:
         principal = await self._principal(authorization)
@@ -393,14 +437,12 @@ class AkashaAPI:
     # -- helpers ------------------------------------------------------------------------------
 
     async def _find(self, memory_id: str, principal: Principal):
-        """The shard and row of a memory this principal may see; 404 otherwise (no leak)."""
-        rows = await self._call(
-            asyncio.gather(*(s.get.remote(memory_id) for s in self._shards)), "hot shards"
-        )
-        for shard, row in zip(self._shards, rows, strict=True):
-            if row is not None and principal.may_see(row["system_id"]):
-                return shard, row
-        raise NotFound(f"no memory {memory_id!r}")
+        """Every copy of a memory this principal may see, in any tier; 404 otherwise."""
+        copies = await self._call(self._tiers.find(memory_id), "tiers")
+        visible = [c for c in copies if principal.may_see(c[2]["system_id"])]
+        if not visible:
+            raise NotFound(f"no memory {memory_id!r}")
+        return visible
 
     def _record(self, points: list) -> None:
         """Write Akasha's own metrics without making the request wait for (or fail on) them."""

@@ -10,6 +10,7 @@ nothing twice; finished chunks are checkpointed, so a stopped job resumes where 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -17,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import ray
 from pydantic import ValidationError
@@ -27,7 +27,6 @@ from akasha_ray import config
 from akasha_ray.jobs.checkpoint import Checkpoint
 from akasha_ray.models import MemoryIn, now_utc
 from akasha_ray.records import build_batch
-from akasha_ray.routing import hot_actor_name, shard_for
 
 _embedders: dict[str, Any] = {}  # one model per worker process, reused across its tasks
 
@@ -64,6 +63,7 @@ def count_records(source: Path) -> int:
 
 @ray.remote(num_cpus=1, max_retries=3)
 def embed_and_store(chunk: int, records: list[dict[str, Any]], settings: dict) -> dict:
+    from actors.tiers import TierHandles
     from akasha_ray.embedding import Embedder
 
     conf = config.from_dict(settings)
@@ -86,30 +86,20 @@ def embed_and_store(chunk: int, records: list[dict[str, Any]], settings: dict) -
         embedder = Embedder(conf.embedding.model_copy(update={"threads": 1}))
         _embedders[conf.embedding.model] = embedder
     vectors = embedder.embed([m.content for m in memories])
+    now = now_utc()
     batch = build_batch(
-        memories,
-        vectors,
-        model=embedder.model_name,
-        model_revision=embedder.revision,
-        now=now_utc(),
+        memories, vectors, model=embedder.model_name, model_revision=embedder.revision, now=now
     )
-    shards = conf.hot.shards
-    shard_of = np.array([shard_for(s, shards) for s in batch.column("system_id").to_pylist()])
-    writes = [
-        ray.get_actor(hot_actor_name(i), namespace=conf.namespace).insert.remote(
-            batch.filter(shard_of == i)
-        )
-        for i in np.unique(shard_of).tolist()
-    ]
-    stored = sum(len(ids) for ids in ray.get(writes))
+    # Each memory goes to the tier its age calls for: a backfill of old data lands in cold.
+    stored = len(asyncio.run(TierHandles(conf).insert(batch, now)))
     return {"chunk": chunk, "seen": len(records), "stored": stored, "rejected": rejected}
 
 
 def run(source: Path, settings: config.Settings, chunk_size: int = 512) -> dict[str, Any]:
     """Ingest `source`; returns a summary. Needs a connected Ray and the shard actors."""
-    from actors import supervisor
+    from actors.tiers import TierHandles
 
-    supervisor.hot_shards(settings)  # get-or-create: the job works with or without `akasha up`
+    TierHandles(settings)  # get-or-create every owner: the job works with or without `akasha up`
     checkpoint = Checkpoint(settings.data_dir / "jobs", source, chunk_size)
     payload = ray.put(config.to_dict(settings))
     in_flight_limit = max(1, int(ray.cluster_resources().get("CPU", 1)))

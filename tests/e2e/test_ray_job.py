@@ -65,7 +65,7 @@ def _submit(akasha, source, *, wait):
 
 
 def _stored(admin) -> int:
-    return sum(shard["count"] for shard in admin.stats()["hot"])
+    return sum(tier["count"] for tier in admin.tiers())
 
 
 def test_job_submit_stop_and_resume(akasha, admin, tmp_path):

@@ -1,0 +1,112 @@
+"""All the tier owners of one Akasha, addressed as one: where a memory is written, which tiers a
+search asks, where a memory is found. Used by the HTTP ingress and by the batch jobs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from ray.actor import ActorHandle
+
+from actors import supervisor
+from akasha_ray.config import Settings
+from akasha_ray.models import Tier
+from akasha_ray.records import time_us_of
+from akasha_ray.routing import shard_for
+from akasha_ray.search import PartialTier, plan_hot
+from akasha_ray.tiers import TierWindows
+
+
+class TierHandles:
+    def __init__(self, settings: Settings) -> None:
+        self.windows = TierWindows(settings.tiers.hot_days, settings.tiers.warm_days)
+        self.shards = supervisor.hot_shards(settings)
+        self.warm = supervisor.warm(settings)
+        self.cold = supervisor.cold(settings)
+
+    def owners(self) -> dict[str, ActorHandle]:
+        return {
+            **{f"hot-{i}": shard for i, shard in enumerate(self.shards)},
+            "warm": self.warm,
+            "cold": self.cold,
+        }
+
+    async def insert(self, batch: pa.Table, now: datetime) -> list[str]:
+        """Write each memory to the tier its age calls for (a backfill goes straight to cold);
+        returns the ids that were new."""
+        writes = []
+        for tier, part in self._by_tier(batch, now).items():
+            if tier != "hot":
+                writes.append(getattr(self, tier).insert.remote(part))
+                continue
+            shard_of = np.array(
+                [shard_for(s, len(self.shards)) for s in part.column("system_id").to_pylist()]
+            )
+            writes += [
+                self.shards[i].insert.remote(part.filter(shard_of == i))
+                for i in np.unique(shard_of).tolist()
+            ]
+        return [memory_id for ids in await asyncio.gather(*writes) for memory_id in ids]
+
+    def _by_tier(self, batch: pa.Table, now: datetime) -> dict[Tier, pa.Table]:
+        created = time_us_of(batch)
+        parts: dict[Tier, pa.Table] = {}
+        for tier, (lower, upper) in self.windows.bounds(now).items():
+            keep = np.ones(len(created), dtype=bool)
+            if lower is not None:
+                keep &= created > _us(lower)
+            if upper is not None:
+                keep &= created <= _us(upper)
+            if keep.any():
+                parts[tier] = batch.filter(pa.array(keep))
+        return parts
+
+    def tiers_for(self, start: datetime | None, now: datetime, include_cold: bool) -> list[Tier]:
+        """Hot always (it holds every age until migration runs, and a range it cannot match
+        costs it a mask, not a scan); warm and cold when the range reaches back into their
+        windows: they only ever receive memories older than their upper bound."""
+        bounds = self.windows.bounds(now)
+        asked: list[Tier] = ["hot"]
+        if start is None or start <= bounds["warm"][1]:
+            asked.append("warm")
+        if include_cold and (start is None or start <= bounds["cold"][1]):
+            asked.append("cold")
+        return asked
+
+    async def search_hot(self, vector, limit, system_ids, start, end, only_ids) -> list[dict]:
+        """Every shard holding the systems asked; a failed shard makes the answer partial."""
+        plan = plan_hot(system_ids, len(self.shards))
+        calls = [
+            self.shards[i].search.remote(vector, limit, systems, start, end, only_ids)
+            for i, systems in plan.items()
+        ]
+        parts = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [f"hot-{i}" for i, p in zip(plan, parts, strict=True) if isinstance(p, Exception)]
+        hits = [h for p in parts if not isinstance(p, Exception) for h in p]
+        if failed:
+            raise PartialTier(f"{', '.join(failed)} did not answer", _tagged(hits, "hot"))
+        return _tagged(hits, "hot")
+
+    async def search_other(self, tier, vector, limit, system_ids, start, end) -> list[dict]:
+        hits = await getattr(self, tier).search.remote(vector, limit, system_ids, start, end)
+        return _tagged(hits, tier)
+
+    async def find(self, memory_id: str) -> list[tuple[ActorHandle, Tier, dict[str, Any]]]:
+        """Every copy of a memory (two while it moves between tiers), hot first."""
+        owners = [*((s, "hot") for s in self.shards), (self.warm, "warm"), (self.cold, "cold")]
+        rows = await asyncio.gather(*(owner.get.remote(memory_id) for owner, _ in owners))
+        return [(o, t, row) for (o, t), row in zip(owners, rows, strict=True) if row is not None]
+
+
+def _tagged(hits: list[dict], tier: Tier) -> list[dict]:
+    for hit in hits:
+        hit["tier"] = tier
+    return hits
+
+
+def _us(moment: datetime) -> int:
+    return int(pc.cast(pa.scalar(moment, pa.timestamp("us", tz="UTC")), pa.int64()).as_py())
