@@ -28,6 +28,7 @@ from akasha_ray.routing import shard_for
 from akasha_ray.search import merge_hits
 
 SYSTEMS = 100
+DAYS = 6
 LOAD_CHUNK = 50_000
 
 
@@ -42,7 +43,8 @@ def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def load_shards(shards, vectors: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-    """Write the vectors into the shard files as memories of SYSTEMS systems over 7 days."""
+    """Write the vectors into the shard files as memories of SYSTEMS systems over the last
+    DAYS days (inside the hot window, so the HTTP half asks the hot tier only)."""
     from akasha_ray.records import SCHEMA
 
     n = len(vectors)
@@ -50,7 +52,7 @@ def load_shards(shards, vectors: np.ndarray, rng: np.random.Generator) -> dict[s
     system_of = rng.integers(0, SYSTEMS, n)
     shard_of_system = np.array([shard_for(s, len(shards)) for s in systems])
     now = datetime.now(UTC)
-    start_us = int((now - timedelta(days=7)).timestamp() * 1e6)
+    start_us = int((now - timedelta(days=DAYS)).timestamp() * 1e6)
     created_us = np.sort(rng.integers(start_us, int(now.timestamp() * 1e6), n))
     ids = np.array([f"bench-{i:08d}" for i in range(n)])
     started = time.perf_counter()
@@ -156,8 +158,11 @@ def bench_http(args, work: Path, search_data: dict, records: list[dict]) -> dict
     from akasha_ray.bench.served import served_akasha
 
     with served_akasha(work, port=args.port, cpus=args.cpus, hot={"shards": args.shards}) as http:
+        # A range inside the hot window that covers every loaded vector: only hot is asked.
+        start = (datetime.now(UTC) - timedelta(days=DAYS + 0.5)).isoformat()
         bodies = [
-            json.dumps({"vector": q.tolist(), "limit": 10}).encode() for q in search_data["queries"]
+            json.dumps({"vector": q.tolist(), "limit": 10, "start": start}).encode()
+            for q in search_data["queries"]
         ]
 
         def call(body):
@@ -239,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
             search, search_data = bench_search(args, work, rng)
             from akasha_ray import demo
 
-            records = demo.generate(args.ingest_texts, seed=args.seed) if args.ingest_texts else []
+            # Real texts, dated now: the ingest path under test is embed + hot shard write.
+            records = [
+                {k: v for k, v in r.items() if k != "created_at"}
+                for r in demo.generate(args.ingest_texts, seed=args.seed)
+            ]
             plain = bench_plain_encode(records) if records else None
             served = None if args.no_http else bench_http(args, work, search_data, records)
         finally:

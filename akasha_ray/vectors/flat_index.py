@@ -29,6 +29,8 @@ class FlatIndex:
         self._system_code: dict[str, int] = {}
         self._size = 0
         self._dead = 0
+        self._min_us = np.iinfo(np.int64).max  # bounds of every time ever added: a range that
+        self._max_us = np.iinfo(np.int64).min  # covers them needs no time mask
 
     def __len__(self) -> int:
         return self._size - self._dead
@@ -53,6 +55,8 @@ class FlatIndex:
         self._system[self._size : end] = [self._code(s) for s in system_ids]
         self._time_us[self._size : end] = time_us
         self._alive[self._size : end] = True
+        self._min_us = min(self._min_us, int(np.min(time_us)))
+        self._max_us = max(self._max_us, int(np.max(time_us)))
         for offset, memory_id in enumerate(ids):
             self._row_of[memory_id] = self._size + offset
         self._ids.extend(ids)
@@ -129,10 +133,10 @@ class FlatIndex:
             column = self._system[:n]
             hit = column == codes[0] if len(codes) == 1 else np.isin(column, codes)
             mask = hit if mask is True else mask & hit
-        if start_us is not None:
+        if start_us is not None and start_us > self._min_us:
             hit = self._time_us[:n] >= start_us
             mask = hit if mask is True else mask & hit
-        if end_us is not None:
+        if end_us is not None and end_us < self._max_us:
             hit = self._time_us[:n] <= end_us
             mask = hit if mask is True else mask & hit
         return mask

@@ -38,6 +38,7 @@ def data():
         ([f"s{i}" for i in range(10)], None, None, 25),  # a mask (most rows)
         (None, 2000, 7000, 10),
         (["s1", "s2"], 100, 900, 1000),  # k larger than the matches
+        (None, -5, 10**6, 10),  # a range covering every row: no mask at all
     ],
 )
 def test_search_equals_brute_force(data, system_filter, start, end, k):
