@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from akasha_ray.vectors.hot_shard import HotShard
 
@@ -15,7 +17,11 @@ from akasha_ray.vectors.hot_shard import HotShard
 class HotShardActor:
     # Methods are synchronous and the actor runs one call at a time: DuckDB connections are not
     # shared across threads, and serial calls keep the index and the file in step.
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, shards_per_node: int = 1) -> None:
+        # Ray pins BLAS to one thread in actors; a scan is memory-bound, so give the shards on a
+        # node the node's cores between them (2 shards on 2 cores: one thread each).
+        cores = len(os.sched_getaffinity(0))
+        threadpool_limits(limits=max(1, cores // shards_per_node), user_api="blas")
         self._shard = HotShard(Path(path))
 
     def insert(self, batch: pa.Table) -> list[str]:

@@ -59,7 +59,7 @@ def hot_shards(settings: Settings) -> list[ActorHandle]:
     return [
         remote.options(
             name=hot_actor_name(i), namespace=settings.namespace, num_cpus=0, **_OWNER_OPTIONS
-        ).remote(str(shard_path(settings.data_dir, i)))
+        ).remote(str(shard_path(settings.data_dir, i)), settings.hot.shards)
         for i in range(settings.hot.shards)
     ]
 
