@@ -1,4 +1,5 @@
-"""The HTTP API (FastAPI on Ray Serve): memories, search, keys, health.
+"""The HTTP API (FastAPI on Ray Serve): memories and search across tiers, keys, metrics, the
+knowledge graph, health.
 
 No `from __future__ import annotations` here: FastAPI must see real types in the signatures of a
 class that Serve ships to its replicas by value.
