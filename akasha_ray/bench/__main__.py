@@ -1,4 +1,4 @@
-"""`python -m akasha_ray.bench <hot|graph|timeseries> [options]`: JSON on stdout."""
+"""`python -m akasha_ray.bench <hot|warm|graph|timeseries> [options]`: JSON on stdout."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ BENCHMARKS = {
     "hot": "akasha_ray.bench.hot",
     "graph": "akasha_ray.bench.graph",
     "timeseries": "akasha_ray.bench.timeseries",
+    "warm": "akasha_ray.bench.warm",
 }
 
 
