@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from ray.actor import ActorHandle
 
 from actors import supervisor
@@ -19,6 +18,7 @@ from akasha_ray.records import time_us_of
 from akasha_ray.routing import shard_for
 from akasha_ray.search import PartialTier, plan_hot
 from akasha_ray.tiers import TierWindows
+from akasha_ray.vectors.base import to_us
 
 
 class TierHandles:
@@ -58,9 +58,9 @@ class TierHandles:
         for tier, (lower, upper) in self.windows.bounds(now).items():
             keep = np.ones(len(created), dtype=bool)
             if lower is not None:
-                keep &= created > _us(lower)
+                keep &= created > to_us(lower)
             if upper is not None:
-                keep &= created <= _us(upper)
+                keep &= created <= to_us(upper)
             if keep.any():
                 parts[tier] = batch.filter(pa.array(keep))
         return parts
@@ -106,7 +106,3 @@ def _tagged(hits: list[dict], tier: Tier) -> list[dict]:
     for hit in hits:
         hit["tier"] = tier
     return hits
-
-
-def _us(moment: datetime) -> int:
-    return int(pc.cast(pa.scalar(moment, pa.timestamp("us", tz="UTC")), pa.int64()).as_py())
