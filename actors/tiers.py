@@ -18,7 +18,7 @@ from akasha_ray.records import time_us_of
 from akasha_ray.routing import shard_for
 from akasha_ray.search import PartialTier, plan_hot
 from akasha_ray.tiers import TierWindows
-from akasha_ray.vectors.base import to_us
+from akasha_ray.times import to_us
 
 
 class TierHandles:
@@ -64,18 +64,6 @@ class TierHandles:
             if keep.any():
                 parts[tier] = batch.filter(pa.array(keep))
         return parts
-
-    def tiers_for(self, start: datetime | None, now: datetime, include_cold: bool) -> list[Tier]:
-        """Hot always (it holds every age until migration runs, and a range it cannot match
-        costs it a mask, not a scan); warm and cold when the range reaches back into their
-        windows: they only ever receive memories older than their upper bound."""
-        bounds = self.windows.bounds(now)
-        asked: list[Tier] = ["hot"]
-        if start is None or start <= bounds["warm"][1]:
-            asked.append("warm")
-        if include_cold and (start is None or start <= bounds["cold"][1]):
-            asked.append("cold")
-        return asked
 
     async def search_hot(self, vector, limit, system_ids, start, end, only_ids) -> list[dict]:
         """Every shard holding the systems asked; a failed shard makes the answer partial."""

@@ -1,9 +1,8 @@
 """Which tier a memory belongs in, and which tiers a search over a time range must ask.
 
 Windows by age (configurable): hot < `hot_days`, warm < `warm_days`, cold beyond. A search asks
-every tier whose window overlaps [start, end] (the plan's sketch looked at the end of the range
-only, so a range spanning hot and warm missed one). Memories wait in a tier a little past its window
-until migration moves them, so a tier is also asked whenever the range overlaps what it holds.
+every tier that can hold part of its range (the plan's sketch looked at the end of the range only,
+so a range spanning hot and warm missed one).
 """
 
 from __future__ import annotations
@@ -14,19 +13,6 @@ from datetime import datetime, timedelta
 from akasha_ray.models import Tier
 
 TIERS: tuple[Tier, ...] = ("hot", "warm", "cold")
-
-
-@dataclass(frozen=True)
-class Extent:
-    """The oldest and newest `created_at` a tier holds (None: it holds nothing)."""
-
-    oldest: datetime | None = None
-    newest: datetime | None = None
-
-    def overlaps(self, start: datetime | None, end: datetime | None) -> bool:
-        if self.oldest is None or self.newest is None:
-            return False
-        return (end is None or self.oldest <= end) and (start is None or start <= self.newest)
 
 
 @dataclass(frozen=True)
@@ -48,24 +34,15 @@ class TierWindows:
                 return tier
         raise AssertionError("the windows cover every instant")
 
-    def tiers_for(
-        self,
-        start: datetime | None,
-        end: datetime | None,
-        now: datetime,
-        *,
-        include_cold: bool = False,
-        extents: dict[Tier, Extent] | None = None,
-    ) -> list[Tier]:
-        """The tiers a search over [start, end] must ask, in a fixed order."""
-        asked = []
-        for tier, (lower, upper) in self.bounds(now).items():
-            if tier == "cold" and not include_cold:
-                continue
-            window = (end is None or lower is None or end > lower) and (
-                start is None or upper is None or start <= upper
-            )
-            held = extents is not None and tier in extents and extents[tier].overlaps(start, end)
-            if window or held:
-                asked.append(tier)
+    def tiers_for(self, start: datetime | None, now: datetime, include_cold: bool) -> list[Tier]:
+        """The tiers a search from `start` must ask. Hot always: it holds every age until
+        migration runs, and a range it cannot match costs it a mask, not a scan. Warm and cold
+        when the range reaches back into their windows: they only ever receive memories older
+        than their upper bound, so a range that starts later cannot find anything there."""
+        bounds = self.bounds(now)
+        asked: list[Tier] = ["hot"]
+        if start is None or start <= bounds["warm"][1]:
+            asked.append("warm")
+        if include_cold and (start is None or start <= bounds["cold"][1]):
+            asked.append("cold")
         return asked

@@ -234,7 +234,7 @@ class AkashaAPI:
         only_ids = None
         if body.entity_id is not None:
             only_ids = await self._call(self._graph.entity_memories.remote(body.entity_id), "graph")
-        asked = self._tiers.tiers_for(body.start, now_utc(), body.include_cold)
+        asked = self._tiers.windows.tiers_for(body.start, now_utc(), body.include_cold)
         if only_ids is not None:
             asked = ["hot"]  # the id filter reaches the hot index only (see README)
         query = (vector, body.limit, system_ids, body.start, body.end)

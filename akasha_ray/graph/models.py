@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -24,6 +24,8 @@ from pydantic import (
 )
 
 from akasha_ray.errors import InvalidInput
+from akasha_ray.times import from_us as from_epoch_us  # noqa: F401  (re-exported)
+from akasha_ray.times import to_us as epoch_us
 
 ENTITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 # Same shape as akasha_ray.models.MemoryId (UUIDv7 or a client-chosen id).
@@ -39,7 +41,6 @@ MAX_PROPERTIES_BYTES = 65_536
 _TYPE_NAME = re.compile(TYPE_NAME_PATTERN)
 _ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 _MEMORY_ID = re.compile(MEMORY_ID_PATTERN)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _utc(value: datetime) -> datetime:
@@ -168,15 +169,6 @@ def encode_properties(value: dict[str, Any]) -> str:
 
 def decode_properties(text: str | None) -> dict[str, Any]:
     return json.loads(text) if text and text != "{}" else {}
-
-
-def epoch_us(moment: datetime) -> int:
-    """Exact microseconds since the epoch (FalkorDB cannot hold temporal values; ints travel)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_epoch_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
 
 
 def check_entity_id(value: object, field: str = "id") -> str:

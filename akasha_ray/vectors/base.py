@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,9 +28,6 @@ import pyarrow as pa
 
 from akasha_ray.records import SCHEMA
 from akasha_ray.vectors.hot_shard import HotShard
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @runtime_checkable
@@ -130,17 +127,6 @@ class AsyncHotShard:
 
 
 # -- helpers shared by the stores ------------------------------------------------------------------
-
-
-def to_us(moment: datetime) -> int:
-    """Exact epoch microseconds (float seconds would round some instants by 1 us)."""
-    if moment.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return (moment - EPOCH) // _MICROSECOND
-
-
-def from_us(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=int(value))
 
 
 def normalized(batch: pa.Table) -> pa.Table:

@@ -44,7 +44,8 @@ from akasha_ray.errors import NotFound
 from akasha_ray.ids import new_id
 from akasha_ray.objects import ObjectStore, open_object_store
 from akasha_ray.objects.local import LocalObjectStore
-from akasha_ray.vectors.base import from_us, normalized, to_us
+from akasha_ray.times import from_us, to_us
+from akasha_ray.vectors.base import normalized
 
 PREFIX = "cold"
 HINT_FILES_MAX = 64

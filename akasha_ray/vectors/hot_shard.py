@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from akasha_ray.embedding_dim import DIM
 from akasha_ray.records import SCHEMA, time_us_of, vectors_of
+from akasha_ray.times import to_us
 from akasha_ray.vectors.flat_index import FlatIndex
 
 _DDL = f"""
@@ -35,7 +36,6 @@ CREATE TABLE IF NOT EXISTS memories (
 )
 """
 _COLUMNS = ", ".join(SCHEMA.names)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROW_COLUMNS = (
     "id, system_id, conversation_id, content, created_at, metadata, model, model_revision"
 )
@@ -199,5 +199,4 @@ def _first_per_id(batch: pa.Table) -> pa.Table:
 
 
 def _us(moment: datetime | None) -> int | None:
-    # Integer arithmetic: going through float seconds can land 1 µs off at a range boundary.
-    return None if moment is None else (moment - _EPOCH) // timedelta(microseconds=1)
+    return None if moment is None else to_us(moment)

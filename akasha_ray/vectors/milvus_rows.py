@@ -24,7 +24,7 @@ import pyarrow as pa
 from akasha_ray.embedding_dim import DIM
 from akasha_ray.errors import InvalidInput
 from akasha_ray.records import SCHEMA, time_us_of, vectors_of
-from akasha_ray.vectors.base import from_us, to_us
+from akasha_ray.times import from_us, to_us
 
 VARCHAR_BYTES = 65_535
 JSON_BYTES = 65_536

@@ -34,7 +34,8 @@ from pymilvus.client.types import LoadState
 
 from akasha_ray.config import WarmConfig
 from akasha_ray.errors import Unavailable
-from akasha_ray.vectors.base import from_us, normalized, to_us
+from akasha_ray.times import from_us, to_us
+from akasha_ray.vectors.base import normalized
 from akasha_ray.vectors.milvus_rows import (
     ROW_FIELDS,
     SearchFilter,

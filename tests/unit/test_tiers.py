@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from akasha_ray.tiers import Extent, TierWindows
+from akasha_ray.tiers import TierWindows
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -26,27 +26,18 @@ def test_tier_for_age(age_days, tier):
 
 
 @pytest.mark.parametrize(
-    ("start_days", "end_days", "cold", "expected"),
+    ("start_days", "cold", "expected"),
     [
-        (None, None, False, ["hot", "warm"]),
-        (None, None, True, ["hot", "warm", "cold"]),
-        (3, 0, False, ["hot"]),
-        (30, 10, False, ["warm"]),
-        (30, 2, False, ["hot", "warm"]),  # the range the plan's sketch got wrong
-        (200, 100, False, []),
-        (200, 100, True, ["cold"]),
-        (200, 0, True, ["hot", "warm", "cold"]),
-        (None, 8, False, ["warm"]),
+        (None, False, ["hot", "warm"]),
+        (None, True, ["hot", "warm", "cold"]),
+        (3, False, ["hot"]),  # inside the hot window: warm and cold cannot hold it
+        (30, False, ["hot", "warm"]),  # spans hot and warm: the plan's sketch asked one
+        (7, False, ["hot", "warm"]),  # exactly hot_days back reaches warm's upper bound
+        (200, False, ["hot", "warm"]),  # hot may still hold unmigrated old memories
+        (30, True, ["hot", "warm"]),  # cold only when the range reaches past warm_days
+        (200, True, ["hot", "warm", "cold"]),
     ],
 )
-def test_tiers_for_range(start_days, end_days, cold, expected):
+def test_tiers_for_range(start_days, cold, expected):
     start = None if start_days is None else NOW - start_days * DAY
-    end = None if end_days is None else NOW - end_days * DAY
-    assert W.tiers_for(start, end, NOW, include_cold=cold) == expected
-
-
-def test_a_tier_holding_older_data_than_its_window_is_still_asked():
-    # Hot still holds a 9-day-old memory that migration has not moved yet.
-    extents = {"hot": Extent(NOW - 9 * DAY, NOW), "warm": Extent(NOW - 60 * DAY, NOW - 8 * DAY)}
-    assert W.tiers_for(NOW - 10 * DAY, NOW - 8.5 * DAY, NOW, extents=extents) == ["hot", "warm"]
-    assert W.tiers_for(NOW - 3 * DAY, NOW, NOW, extents={"warm": Extent()}) == ["hot"]
+    assert W.tiers_for(start, NOW, include_cold=cold) == expected
