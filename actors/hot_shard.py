@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ class HotShardActor:
         cores = len(os.sched_getaffinity(0))
         threadpool_limits(limits=max(1, cores // shards_per_node), user_api="blas")
         self._shard = HotShard(Path(path))
+        self._search_ms: deque[float] = deque(maxlen=256)  # what the hot window adapts to
 
     def insert(self, batch: pa.Table) -> list[str]:
         return self._shard.insert(batch)
@@ -57,7 +60,25 @@ class HotShardActor:
         end: datetime | None = None,
         only_ids: list[str] | None = None,
     ) -> list[dict[str, Any]]:
-        return self._shard.search(vector, k, system_ids, start, end, only_ids)
+        started = time.perf_counter()
+        hits = self._shard.search(vector, k, system_ids, start, end, only_ids)
+        self._search_ms.append((time.perf_counter() - started) * 1000)
+        return hits
+
+    def load(self) -> dict[str, Any]:
+        """Rows held and the p95 of the recent searches (None before any)."""
+        timed = list(self._search_ms)
+        return {
+            "rows": len(self._shard.index),
+            "searches": len(timed),
+            "p95_ms": float(np.percentile(timed, 95)) if timed else None,
+        }
+
+    def reset_load(self) -> None:
+        self._search_ms.clear()
+
+    def newest_beyond(self, keep: int) -> datetime | None:
+        return self._shard.newest_beyond(keep)
 
     def stats(self) -> dict[str, Any]:
         return self._shard.stats()

@@ -11,6 +11,7 @@ from ray.actor import ActorHandle
 from actors.graph import GraphActor
 from actors.hot_shard import HotShardActor
 from actors.keys import KeysActor
+from actors.migrator import MigratorActor
 from actors.tier_owner import ColdActor, WarmActor
 from actors.timeseries import ACTOR_NAME as TIMESERIES
 from actors.timeseries import TimeseriesActor
@@ -107,6 +108,15 @@ def cold(settings: Settings) -> ActorHandle:
     )
 
 
+def migrator(settings: Settings) -> ActorHandle:
+    # A pass retried after a restart is safe: the ledgers finish what the first try began.
+    return (
+        ray.remote(MigratorActor)
+        .options(name="migrator", namespace=settings.namespace, num_cpus=0, **_OWNER_OPTIONS)
+        .remote(to_dict(settings))
+    )
+
+
 def adopt_running(settings: Settings) -> Settings:
     """The settings with the data dir of the Akasha running in this namespace, if there is one."""
     try:
@@ -118,5 +128,5 @@ def adopt_running(settings: Settings) -> Settings:
 
 
 def actor_names(settings: Settings) -> list[str]:
-    owners = ["keys", TIMESERIES, "graph", "warm", "cold"]
+    owners = ["keys", TIMESERIES, "graph", "warm", "cold", "migrator"]
     return [hot_actor_name(i) for i in range(settings.hot.shards)] + owners

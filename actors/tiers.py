@@ -4,15 +4,18 @@ search asks, where a memory is found. Used by the HTTP ingress and by the batch 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import ray
 from ray.actor import ActorHandle
 
 from actors import supervisor
 from akasha_ray.config import Settings
+from akasha_ray.hot_window import READ_TTL_S, HotWindow
 from akasha_ray.models import Tier
 from akasha_ray.records import time_us_of
 from akasha_ray.routing import shard_for
@@ -23,10 +26,33 @@ from akasha_ray.times import to_us
 
 class TierHandles:
     def __init__(self, settings: Settings) -> None:
-        self.windows = TierWindows(settings.tiers.hot_days, settings.tiers.warm_days)
+        self._tiers = settings.tiers
         self.shards = supervisor.hot_shards(settings)
         self.warm = supervisor.warm(settings)
         self.cold = supervisor.cold(settings)
+        self.migrator = supervisor.migrator(settings)
+        self._window: HotWindow | None = None
+        self._window_asked = -float("inf")
+
+    async def windows(self) -> TierWindows | None:
+        """The windows in force, as the migrator last said (kept READ_TTL_S); None when it does
+        not answer."""
+        if time.monotonic() - self._window_asked > READ_TTL_S:
+            asked = time.monotonic()  # the answer may be as old as the question
+            try:
+                told = await asyncio.wait_for(_awaited(self.migrator.window.remote()), 2)
+            except (TimeoutError, ray.exceptions.RayError):  # restarting: callers fall back
+                return None
+            self._window, self._window_asked = HotWindow.from_json(told), asked
+        return self._window.tier_windows(self._tiers.warm_days)
+
+    async def plan(self, start: datetime | None, now: datetime, include_cold: bool) -> list[Tier]:
+        """The tiers a search from `start` asks. Without the migrator's word, plan with the
+        shortest window it may have set: that asks warm for more ranges, never for fewer."""
+        windows = await self.windows() or TierWindows(
+            self._tiers.hot_min_days, self._tiers.warm_days
+        )
+        return windows.tiers_for(start, now, include_cold)
 
     def owners(self) -> dict[str, ActorHandle]:
         return {
@@ -38,8 +64,11 @@ class TierHandles:
     async def insert(self, batch: pa.Table, now: datetime) -> list[str]:
         """Write each memory to the tier its age calls for (a backfill goes straight to cold);
         returns the ids that were new."""
+        # Without the migrator's word, keep in hot whatever the longest window would: hot is
+        # always searched, and the next migration moves what is too old.
+        windows = await self.windows() or TierWindows(self._tiers.hot_days, self._tiers.warm_days)
         writes = []
-        for tier, part in self._by_tier(batch, now).items():
+        for tier, part in _by_tier(windows, batch, now).items():
             if tier != "hot":
                 writes.append(getattr(self, tier).insert.remote(part))
                 continue
@@ -51,19 +80,6 @@ class TierHandles:
                 for i in np.unique(shard_of).tolist()
             ]
         return [memory_id for ids in await asyncio.gather(*writes) for memory_id in ids]
-
-    def _by_tier(self, batch: pa.Table, now: datetime) -> dict[Tier, pa.Table]:
-        created = time_us_of(batch)
-        parts: dict[Tier, pa.Table] = {}
-        for tier, (lower, upper) in self.windows.bounds(now).items():
-            keep = np.ones(len(created), dtype=bool)
-            if lower is not None:
-                keep &= created > to_us(lower)
-            if upper is not None:
-                keep &= created <= to_us(upper)
-            if keep.any():
-                parts[tier] = batch.filter(pa.array(keep))
-        return parts
 
     async def search_hot(self, vector, limit, system_ids, start, end, only_ids) -> list[dict]:
         """Every shard holding the systems asked; a failed shard makes the answer partial."""
@@ -88,6 +104,24 @@ class TierHandles:
         owners = [*((s, "hot") for s in self.shards), (self.warm, "warm"), (self.cold, "cold")]
         rows = await asyncio.gather(*(owner.get.remote(memory_id) for owner, _ in owners))
         return [(o, t, row) for (o, t), row in zip(owners, rows, strict=True) if row is not None]
+
+
+def _by_tier(windows: TierWindows, batch: pa.Table, now: datetime) -> dict[Tier, pa.Table]:
+    created = time_us_of(batch)
+    parts: dict[Tier, pa.Table] = {}
+    for tier, (lower, upper) in windows.bounds(now).items():
+        keep = np.ones(len(created), dtype=bool)
+        if lower is not None:
+            keep &= created > to_us(lower)
+        if upper is not None:
+            keep &= created <= to_us(upper)
+        if keep.any():
+            parts[tier] = batch.filter(pa.array(keep))
+    return parts
+
+
+async def _awaited(ref):
+    return await ref
 
 
 def _tagged(hits: list[dict], tier: Tier) -> list[dict]:

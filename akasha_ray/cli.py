@@ -98,17 +98,18 @@ def down(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    import asyncio
     import json
+
+    import ray
 
     from actors import supervisor
     from akasha_ray import local_cluster
-    from akasha_ray.jobs import migrate as migration_job
 
     settings = config.load()
     local_cluster.connect(settings, start=False)
     settings = supervisor.adopt_running(settings)
-    print(json.dumps(asyncio.run(migration_job.run(settings, args.batch_size)), indent=1))
+    report = ray.get(supervisor.migrator(settings).migrate.remote(args.batch_size))
+    print(json.dumps(report, indent=1))
     return 0
 
 

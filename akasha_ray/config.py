@@ -36,11 +36,22 @@ class HotConfig(Section):
 class TierConfig(Section):
     hot_days: float = Field(7, gt=0, description="Memories younger than this live in hot shards.")
     warm_days: float = Field(90, gt=0, description="Memories younger than this live in warm.")
+    migrate_every_s: float = Field(
+        3600, ge=0, description="Seconds between scheduled migration passes; 0: on demand only."
+    )
+    hot_target_p95_ms: float | None = Field(
+        100,
+        gt=0,
+        description="Hot search p95 the hot window adapts to (see hot_window.py); null: fixed.",
+    )
+    hot_min_days: float = Field(1, gt=0, description="The adaptive hot window never goes below.")
 
     @model_validator(mode="after")
     def _ordered(self) -> TierConfig:
         if self.warm_days <= self.hot_days:
             raise ValueError("tiers.warm_days must be greater than tiers.hot_days")
+        if self.hot_min_days > self.hot_days:
+            raise ValueError("tiers.hot_min_days must not exceed tiers.hot_days")
         return self
 
 

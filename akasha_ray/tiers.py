@@ -19,6 +19,9 @@ TIERS: tuple[Tier, ...] = ("hot", "warm", "cold")
 class TierWindows:
     hot_days: float = 7
     warm_days: float = 90
+    # After the hot window grew, warm still holds memories younger than it, up to this instant
+    # (see akasha_ray.hot_window).
+    warm_reaches: datetime | None = None
 
     def bounds(self, now: datetime) -> dict[Tier, tuple[datetime | None, datetime | None]]:
         """Each tier's (lower, upper] range of `created_at` at `now` (None: unbounded): a memory
@@ -38,10 +41,14 @@ class TierWindows:
         """The tiers a search from `start` must ask. Hot always: it holds every age until
         migration runs, and a range it cannot match costs it a mask, not a scan. Warm and cold
         when the range reaches back into their windows: they only ever receive memories older
-        than their upper bound, so a range that starts later cannot find anything there."""
+        than their upper bound (or `warm_reaches`), so a range that starts later cannot find
+        anything there."""
         bounds = self.bounds(now)
+        warm_upper = bounds["warm"][1]
+        if self.warm_reaches is not None:
+            warm_upper = max(warm_upper, self.warm_reaches)
         asked: list[Tier] = ["hot"]
-        if start is None or start <= bounds["warm"][1]:
+        if start is None or start <= warm_upper:
             asked.append("warm")
         if include_cold and (start is None or start <= bounds["cold"][1]):
             asked.append("cold")

@@ -54,6 +54,8 @@ from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
 from akasha_ray.timeseries.models import WritePointsRequest
 
 TIER_SIZES_EVERY_S = 60  # how often an ingest also samples per-system tier sizes
+# A pass that runs longer goes on in the migrator; `akasha migrate` waits as long as it takes.
+MIGRATE_TIMEOUT_S = 600
 
 app = FastAPI(
     title="Akasha",
@@ -137,11 +139,12 @@ class AkashaAPI:
             principal = self._principals[key_hash] = Principal.from_dict(found)
         return principal
 
-    async def _call(self, ref, component: str):
+    async def _call(self, ref, component: str, timeout_s: float | None = None):
+        timeout_s = timeout_s or self._timeout
         try:
-            return await asyncio.wait_for(ref, self._timeout)
+            return await asyncio.wait_for(ref, timeout_s)
         except TimeoutError as exc:
-            raise Unavailable(f"{component} did not answer within {self._timeout} s") from exc
+            raise Unavailable(f"{component} did not answer within {timeout_s} s") from exc
         except ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, AkashaError):  # e.g. NotFound raised by the store: its status
                 raise exc.cause from None
@@ -234,7 +237,7 @@ class AkashaAPI:
         only_ids = None
         if body.entity_id is not None:
             only_ids = await self._call(self._graph.entity_memories.remote(body.entity_id), "graph")
-        asked = self._tiers.windows.tiers_for(body.start, now_utc(), body.include_cold)
+        asked = await self._tiers.plan(body.start, now_utc(), body.include_cold)
         if only_ids is not None:
             asked = ["hot"]  # the id filter reaches the hot index only (see README)
         query = (vector, body.limit, system_ids, body.start, body.end)
@@ -400,13 +403,15 @@ class AkashaAPI:
 
     @app.get("/v1/tiers")
     async def tiers(self, authorization: str | None = Authorization) -> dict[str, Any]:
-        """Per tier: how many memories, the oldest and newest, bytes on disk (None: unknown)."""
+        """Per tier: how many memories, the oldest and newest, bytes on disk (None: unknown); the
+        hot window in force and the last migration pass."""
         (await self._principal(authorization)).require("read")
-        hot, warm, cold = await self._call(
+        hot, warm, cold, migration = await self._call(
             asyncio.gather(
                 asyncio.gather(*(s.stats.remote() for s in self._shards)),
                 _awaitable(self._tiers.warm.stats.remote()),
                 _awaitable(self._tiers.cold.stats.remote()),
+                _awaitable(self._tiers.migrator.status.remote()),
             ),
             "tiers",
         )
@@ -415,16 +420,17 @@ class AkashaAPI:
                 _tier_summary("hot", hot),
                 _tier_summary("warm", [warm]),
                 _tier_summary("cold", [cold]),
-            ]
+            ],
+            "migration": migration,
         }
 
     @app.post("/v1/tiers/migrate")
     async def migrate(self, authorization: str | None = Authorization) -> dict[str, Any]:
-        """Move what has aged out now (admin); a big backlog is better run as the Ray job."""
+        """A migration pass now (admin), after any pass already running: it adapts the hot window,
+        then moves what has aged out. Returns the window in force and the counts per hop."""
         (await self._principal(authorization)).require_admin()
-        from akasha_ray.jobs.migrate import run
-
-        return {"moved": await run(self._settings)}
+        pass_ = _awaitable(self._tiers.migrator.migrate.remote())
+        return await self._call(pass_, "migrator", MIGRATE_TIMEOUT_S)
 
     @app.get("/v1/stats")
     async def stats(self, authorization: str | None = Authorization) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,14 @@ def ray_cluster():
 
 
 @pytest.fixture
-def settings(tmp_path) -> config.Settings:
-    """Settings for an isolated Akasha: its own data dir and Ray namespace."""
-    return config.load(data_dir=tmp_path / "data", namespace=f"test-{uuid.uuid4().hex[:8]}")
+def settings(tmp_path) -> Iterator[config.Settings]:
+    """Settings for an isolated Akasha: its own data dir and Ray namespace, whose actors are
+    killed afterwards (they are detached: each test's would otherwise live to the session's end)."""
+    import ray
+
+    isolated = config.load(data_dir=tmp_path / "data", namespace=f"test-{uuid.uuid4().hex[:8]}")
+    yield isolated
+    if ray.is_initialized():
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["namespace"] == isolated.namespace:
+                ray.kill(ray.get_actor(actor["name"], namespace=isolated.namespace))

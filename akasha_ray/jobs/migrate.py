@@ -3,9 +3,10 @@
     ray job submit --working-dir . -- python -m akasha_ray.jobs.migrate
     akasha migrate          # the same, from the CLI
 
-Each hop copies, verifies and only then deletes, with a ledger per hop in `<data_dir>/migration/`
-(see akasha_ray.migration), so a migration killed at any point and run again loses nothing and
-leaves nothing in two tiers.
+Both ask the `migrator` actor for a pass now (it also runs one every `tiers.migrate_every_s`), so
+passes never overlap. Each hop copies, verifies and only then deletes, with a ledger per hop in
+`<data_dir>/migration/` (see akasha_ray.migration), so a migration killed at any point and run
+again loses nothing and leaves nothing in two tiers.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class ActorTier:
         return await self._handle.existing.remote(ids)
 
 
-async def run(settings: config.Settings, batch_size: int = 5000) -> dict[str, Any]:
-    """One pass over every hop; needs a connected Ray. Returns counts per hop."""
+async def run(settings: config.Settings, batch_size: int, hot_days: float) -> dict[str, Any]:
+    """One pass over every hop with the hot window `hot_days`; needs a connected Ray. Returns
+    counts per hop. Called by the migrator actor, the one place passes run."""
     from actors import supervisor
 
     now = now_utc()
@@ -55,7 +57,7 @@ async def run(settings: config.Settings, batch_size: int = 5000) -> dict[str, An
     cold = ActorTier(supervisor.cold(settings))
     ledgers = settings.data_dir / "migration"
     report: dict[str, Any] = {}
-    hot_cutoff = now - timedelta(days=settings.tiers.hot_days)
+    hot_cutoff = now - timedelta(days=hot_days)
     for index, shard in enumerate(supervisor.hot_shards(settings)):
         name = f"hot-{index}"
         ledger = Ledger(ledgers / f"{name}-to-warm.jsonl")
@@ -69,8 +71,6 @@ async def run(settings: config.Settings, batch_size: int = 5000) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    import asyncio
-
     from actors import supervisor
 
     parser = argparse.ArgumentParser(prog="akasha_ray.jobs.migrate", description=__doc__)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = config.load()
     ray.init(address=settings.ray_address or "auto", namespace=settings.namespace)
     settings = supervisor.adopt_running(settings)
-    print(json.dumps(asyncio.run(run(settings, args.batch_size))))
+    print(json.dumps(ray.get(supervisor.migrator(settings).migrate.remote(args.batch_size))))
     return 0
 
 

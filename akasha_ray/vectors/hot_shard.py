@@ -170,6 +170,14 @@ class HotShard:
             "bytes": self.path.stat().st_size if self.path.exists() else 0,
         }
 
+    def newest_beyond(self, keep: int) -> datetime | None:
+        """created_at of the newest row beyond the `keep` newest (None: it holds no more): a hot
+        window shorter than its age leaves at most `keep` rows here."""
+        row = self._db.execute(
+            "SELECT created_at FROM memories ORDER BY created_at DESC LIMIT 1 OFFSET ?", [keep]
+        ).fetchone()
+        return row[0] if row else None
+
     def system_counts(self) -> dict[str, int]:
         rows = self._db.execute(
             "SELECT system_id, count(*) FROM memories GROUP BY system_id"

@@ -1,6 +1,5 @@
 """Migration through the real actors: hot (DuckDB) -> warm (Milvus Lite) -> cold (Parquet)."""
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 import ray
 
 from actors import supervisor
-from akasha_ray.jobs.migrate import run
 from akasha_ray.models import MemoryIn
 from akasha_ray.records import build_batch
 from akasha_ray.routing import shard_for
@@ -37,7 +35,8 @@ def test_memories_end_in_the_tier_their_age_calls_for(ray_cluster, settings):
     ids = batch.column("id").to_pylist()
     ray.get([shards[i].insert.remote(batch.filter(owner == i)) for i in range(len(shards))])
 
-    report = asyncio.run(run(settings, batch_size=7))
+    migrator = supervisor.migrator(settings)
+    report = ray.get(migrator.migrate.remote(7))["moved"]
     moved_to_warm = sum(v["moved"] for k, v in report.items() if k.endswith("->warm"))
     assert moved_to_warm == 42  # everything 7 days old or more left hot
     assert report["warm->cold"]["moved"] == 18  # then everything past 90 days left warm
@@ -59,5 +58,5 @@ def test_memories_end_in_the_tier_their_age_calls_for(ray_cluster, settings):
         assert best["id"] == ids[i] and best["content"] == f"memory {i}"
         assert best["similarity"] == pytest.approx(1.0, abs=1e-4)
 
-    again = asyncio.run(run(settings, batch_size=7))
+    again = ray.get(migrator.migrate.remote(7))["moved"]
     assert all(v["moved"] == 0 and v["recovered"] == 0 for v in again.values())
