@@ -8,7 +8,8 @@ hands it over as an inherited file descriptor, so only that loopback port is rea
 
 The wrapper stops on SIGINT (it terminates its `milvus` child); SIGTERM would leave the child
 running. Its binaries (about 250 MB, unpacked from the wheel on every start) are kept in a cache
-folder between sessions, which takes about 5 s off each start.
+folder between sessions, which takes about 5 s off each start. `MilvusServer.outage()` freezes the
+server for a while (SIGSTOP, then SIGCONT): an outage that clients see as a hung server.
 
 Run as a script, this module is that bridge: `milvus_server.py --listen-fd N --port P`.
 """
@@ -44,6 +45,34 @@ class MilvusServer:
     uri: str
     namespace: str
     log: Path
+    pid: int  # the `milvus-server` wrapper; its `milvus` child does the work
+
+    @property
+    def port(self) -> int:
+        return int(self.uri.rsplit(":", 1)[1])
+
+    @contextlib.contextmanager
+    def outage(self, recover_timeout_s: float = 60.0) -> Iterator[None]:
+        """A hung server: SIGSTOP the wrapper and its `milvus` child. The kernel still accepts
+        connections and takes requests, but nothing answers: calls without a deadline wait.
+        On exit, SIGCONT; returns once a call succeeds again."""
+        frozen = [self.pid, *_descendants(self.pid)]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in reversed(frozen):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            deadline = time.monotonic() + recover_timeout_s
+            while not _answers(self.port):
+                if time.monotonic() > deadline:
+                    raise ServerError(
+                        f"Milvus did not answer within {recover_timeout_s}s after the outage; "
+                        f"log:\n{_tail(self.log.parent)}"
+                    )
+                time.sleep(0.2)
 
 
 def _need(condition: bool, message: str) -> None:
@@ -137,7 +166,8 @@ def milvus_server(timeout_s: float = 90.0) -> Iterator[MilvusServer]:
                     f"Milvus did not answer within {timeout_s}s; log:\n{_tail(workdir)}"
                 )
             time.sleep(0.2)
-        yield MilvusServer(uri=f"http://127.0.0.1:{port}", namespace=namespace, log=log)
+        uri = f"http://127.0.0.1:{port}"
+        yield MilvusServer(uri=uri, namespace=namespace, log=log, pid=processes[0].pid)
         if processes[0].poll() is not None:  # died under the tests: say so, with its log
             raise ServerError(
                 f"Milvus exited with {processes[0].returncode} during the tests; log:\n"
@@ -160,6 +190,22 @@ def _stop(processes: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root`, parents first (from /proc/*/stat's ppid field)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        below = children.get(todo.pop(0), [])
+        found += below
+        todo += below
+    return found
 
 
 def _tail(workdir: Path, chars: int = 4000) -> str:
