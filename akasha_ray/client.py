@@ -54,6 +54,10 @@ class AkashaClient:
     def tiers(self) -> list[dict[str, Any]]:
         return self._json("GET", "/v1/tiers")["tiers"]
 
+    def migration(self) -> dict[str, Any]:
+        """The hot window in force, the schedule, and the last migration pass."""
+        return self._json("GET", "/v1/tiers")["migration"]
+
     def migrate(self) -> dict[str, Any]:
         return self._json("POST", "/v1/tiers/migrate")["moved"]
 

@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     """Everything Akasha can be told. Unknown keys are errors, so typos do not pass silently."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AKASHA_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="AKASHA_", env_nested_delimiter="__", env_parse_none_str="null", extra="forbid"
     )
 
     data_dir: Path = Field(Path("./akasha-data"), description="Where every embedded store lives.")

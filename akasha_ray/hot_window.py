@@ -2,12 +2,14 @@
 
 The rule, applied by the migrator before each pass:
 
-- Every hot shard times its searches (the last 256). A shard with at least 20 of them reports its
-  p95 and its row count; a shard without enough searches has no say.
-- A shard whose p95 exceeds `tiers.hot_target_p95_ms` is over its budget. An exact scan costs time
-  in proportion to the rows scanned, so its budget is `rows * target / p95` rows, less 10% headroom.
-  The window shrinks to the age that leaves every such shard at most its budget (the age of the
-  shard's newest row beyond the budget), never below `tiers.hot_min_days`.
+- Every hot shard times its last 256 searches, whole and their index scan alone. A shard with at
+  least 20 of them reports both p95s and its row count; a shard with fewer has no say.
+- A shard whose p95 exceeds `tiers.hot_target_p95_ms` is over its budget. Only the scan grows
+  with the rows (exactly in proportion: the index is an exact scan); the rest (reading the hits,
+  the call) does not. So its budget is `rows * (0.9 * target - rest) / scan` rows, where
+  rest = p95 - scan p95 and 0.9 leaves headroom. When the rest alone uses up the target, fewer
+  rows cannot help and the window stays. The window shrinks to the age that leaves every shard at
+  most its budget (the age of its newest row beyond the budget), never below `tiers.hot_min_days`.
 - When every shard with a say answers within half the target, the window doubles, up to
   `tiers.hot_days`. The gap between the two thresholds keeps it from flapping.
 - The migrator then moves what the new window leaves out of hot, as always.
@@ -42,6 +44,7 @@ class ShardLoad:
     rows: int
     searches: int
     p95_ms: float | None
+    scan_p95_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,15 @@ def reconciled(window: HotWindow, configured_days: float, now: datetime, settle_
 
 
 def budget(load: ShardLoad, target_ms: float) -> int | None:
-    """Rows this shard may hold to answer within the target; None when it already does (or has
-    too few searches to judge)."""
+    """Rows this shard may hold to answer within the target; None when it already does, when it
+    has too few searches to judge, or when fewer rows would not help."""
     if load.p95_ms is None or load.searches < MIN_SEARCHES or load.p95_ms <= target_ms:
         return None
-    return math.floor(load.rows * target_ms / load.p95_ms * HEADROOM)
+    scan = max(load.scan_p95_ms or 0.0, 1e-6)
+    rest = max(0.0, load.p95_ms - scan)
+    if rest >= target_ms * HEADROOM:
+        return None
+    return math.floor(load.rows * (target_ms * HEADROOM - rest) / scan)
 
 
 def all_fast(loads: list[ShardLoad], target_ms: float) -> bool:

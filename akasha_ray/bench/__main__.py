@@ -1,4 +1,4 @@
-"""`python -m akasha_ray.bench <hot|warm|graph|timeseries> [options]`: JSON on stdout."""
+"""`python -m akasha_ray.bench <hot|warm|window|graph|timeseries> [options]`: JSON on stdout."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "graph": "akasha_ray.bench.graph",
     "timeseries": "akasha_ray.bench.timeseries",
     "warm": "akasha_ray.bench.warm",
+    "window": "akasha_ray.bench.window",
 }
 
 

@@ -7,6 +7,7 @@ is rebuilt from the file on open and updated only after a write has committed.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ class HotShard:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.last_scan_ms = 0.0
         self._db = duckdb.connect(str(self.path))
         self._db.execute("SET TimeZone = 'UTC'")
         self._db.execute(_DDL)
@@ -144,7 +146,10 @@ class HotShard:
         only_ids: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Exact top-k by cosine similarity, filters applied before ranking, best first."""
+        started = time.perf_counter()
         ids, scores = self.index.search(vector, k, system_ids, _us(start), _us(end), only_ids)
+        # The part of a search that grows with the rows held (see akasha_ray.hot_window).
+        self.last_scan_ms = (time.perf_counter() - started) * 1000
         if not ids:
             return []
         by_id = {row["id"]: row for row in self.get_many(ids)}

@@ -23,6 +23,8 @@ def akasha(ray_cluster, tmp_path_factory):
         "AKASHA_RAY_ADDRESS": ray_cluster["gcs_address"],
         "AKASHA_NAMESPACE": "akasha-e2e",
         "AKASHA_SERVE__PORT": str(port),
+        # A fixed hot window: the tests place memories by age, whatever this machine's latency.
+        "AKASHA_TIERS__HOT_TARGET_P95_MS": "null",
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     akasha_bin = str(Path(sys.executable).with_name("akasha"))

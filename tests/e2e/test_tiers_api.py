@@ -75,6 +75,9 @@ def test_migrate_endpoint_is_admin_only_and_idempotent(akasha, admin):
     assert set(moved) >= {"hot-0->warm", "hot-1->warm", "warm->cold"}
     again = admin.migrate()
     assert all(hop["moved"] == 0 for hop in again.values())
+    status = admin.migration()  # the migrator's: window in force, schedule, last pass
+    assert status["hot_window"]["days"] == 7 and status["every_s"] == 3600
+    assert status["last_pass"]["moved"] == again
     reader = admin.create_key(["tier-bot"], ["read"])
     from akasha_ray.client import AkashaClient
 

@@ -24,6 +24,12 @@ def test_yaml_then_environment_then_arguments(tmp_path, monkeypatch):
     assert settings.data_dir == (tmp_path / "arg").resolve()  # arguments beat both
 
 
+def test_null_in_the_environment_unsets_an_optional_setting(monkeypatch):
+    assert config.load().tiers.hot_target_p95_ms == 100
+    monkeypatch.setenv("AKASHA_TIERS__HOT_TARGET_P95_MS", "null")  # a fixed hot window
+    assert config.load().tiers.hot_target_p95_ms is None
+
+
 def test_admin_key_from_environment_is_secret(monkeypatch):
     monkeypatch.setenv("AKASHA_ADMIN_KEY", "s3cret-admin")
     settings = config.load()
@@ -38,6 +44,8 @@ def test_admin_key_from_environment_is_secret(monkeypatch):
         ("hot:\n  shards: 0\n", "shards"),
         ("hot:\n  shardz: 3\n", "shardz"),
         ("tiers:\n  hot_days: 30\n  warm_days: 10\n", "warm_days"),
+        ("tiers:\n  hot_min_days: 8\n", "hot_min_days"),
+        ("tiers:\n  migrate_every_s: -1\n", "migrate_every_s"),
         ("- just a list\n", "mapping"),
     ],
 )

@@ -21,17 +21,23 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 
 
-def test_a_shard_over_its_target_gets_a_budget_in_proportion():
-    assert budget(ShardLoad(rows=1_000_000, searches=100, p95_ms=200), 100) == 450_000
-    assert budget(ShardLoad(rows=1_000_000, searches=100, p95_ms=90), 100) is None
+def test_a_shard_over_its_target_gets_a_budget_for_its_scan():
+    # All scan: the budget is in proportion, less 10% headroom.
+    assert budget(ShardLoad(1_000_000, 100, p95_ms=200, scan_p95_ms=200), 100) == 450_000
+    # 20 ms of the 200 do not depend on the rows: the scan may take 90 - 20 = 70 of 180 ms.
+    assert budget(ShardLoad(1_000_000, 100, p95_ms=200, scan_p95_ms=180), 100) == 388_888
+    assert budget(ShardLoad(1_000_000, 100, p95_ms=90, scan_p95_ms=80), 100) is None
+    # When what does not depend on the rows uses up the target, fewer rows would not help.
+    assert budget(ShardLoad(1_000, 100, p95_ms=150, scan_p95_ms=50), 100) is None
     # Too few searches to judge, or none at all: no say.
-    assert budget(ShardLoad(rows=10**6, searches=MIN_SEARCHES - 1, p95_ms=900), 100) is None
-    assert budget(ShardLoad(rows=10**6, searches=0, p95_ms=None), 100) is None
+    few = ShardLoad(10**6, MIN_SEARCHES - 1, p95_ms=900, scan_p95_ms=900)
+    assert budget(few, 100) is None
+    assert budget(ShardLoad(10**6, 0, None, None), 100) is None
 
 
 def test_all_fast_needs_every_judged_shard_under_half_the_target():
-    fast, slow = ShardLoad(10, 50, 40.0), ShardLoad(10, 50, 60.0)
-    unjudged = ShardLoad(10, 0, None)
+    fast, slow = ShardLoad(10, 50, 40.0, 30.0), ShardLoad(10, 50, 60.0, 50.0)
+    unjudged = ShardLoad(10, 0, None, None)
     assert all_fast([fast, unjudged], 100)
     assert not all_fast([fast, slow], 100)
     assert not all_fast([unjudged], 100)  # nobody measured: no reason to grow
