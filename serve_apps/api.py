@@ -165,12 +165,22 @@ class AkashaAPI:
             self._graph.ready.remote(),
             self._tiers.warm.health.remote(),
             self._tiers.cold.existing.remote([]),
+            self._tiers.migrator.status.remote(),
         ]
         results = await asyncio.gather(
             *(asyncio.wait_for(_awaitable(c), 5) for c in checks), return_exceptions=True
         )
         components: dict[str, Any] = {}
-        components_named = [*names, "embedder", "keys", "timeseries", "graph", "warm", "cold"]
+        components_named = [
+            *names,
+            "embedder",
+            "keys",
+            "timeseries",
+            "graph",
+            "warm",
+            "cold",
+            "migrator",
+        ]
         for name, result in zip(components_named, results, strict=True):
             if isinstance(result, BaseException):
                 components[name] = {"status": "down", "error": type(result).__name__}
@@ -185,6 +195,13 @@ class AkashaAPI:
             elif name == "warm":
                 ok = result.get("reachable") and result.get("loaded", True)
                 components[name] = {"status": "ok" if ok else "down", **_plain(result)}
+            elif name == "migrator":
+                last = result["last_pass"] or {}
+                components[name] = {
+                    "status": "failing" if "error" in last else "ok",
+                    "hot_window_days": result["hot_window"]["days"],
+                    **({"error": last["error"]} if "error" in last else {}),
+                }
             else:
                 components[name] = {"status": "ok"}
         healthy = all(c["status"] == "ok" for c in components.values())

@@ -42,7 +42,9 @@ def _http(akasha, key=None):
 def test_health_needs_no_key(akasha):
     body = httpx.get(f"{akasha['url']}/healthz").json()
     assert body["status"] == "ok"
-    assert {"hot-0", "hot-1", "embedder", "keys", "timeseries", "graph"} <= set(body["components"])
+    assert {"hot-0", "hot-1", "embedder", "keys", "timeseries", "graph", "migrator"} <= set(
+        body["components"]
+    )
     assert all(c["status"] == "ok" for c in body["components"].values())
     assert httpx.get(f"{akasha['url']}/docs").status_code == 200
     assert "/v1/search" in httpx.get(f"{akasha['url']}/openapi.json").json()["paths"]
