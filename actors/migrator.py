@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
+
+from ray.actor import ActorHandle
 
 from akasha_ray import config
 from akasha_ray.hot_window import (
@@ -23,6 +26,7 @@ from akasha_ray.hot_window import (
     resized,
     shrunk,
 )
+from akasha_ray.migration import Ledger, migrate
 from akasha_ray.models import now_utc
 
 log = logging.getLogger(__name__)
@@ -65,9 +69,7 @@ class MigratorActor:
             try:
                 await self._adapt()
                 await self._settle()
-                from akasha_ray.jobs.migrate import run
-
-                moved = await run(self._settings, batch_size, self._window.days)
+                moved = await move_aged(self._settings, batch_size, self._window.days)
             except Exception as exc:
                 self._last = {"started_at": started.isoformat(), "error": repr(exc)}
                 raise
@@ -88,7 +90,7 @@ class MigratorActor:
         target = tiers.hot_target_p95_ms
         if target is None:
             return
-        from actors import supervisor
+        from actors import supervisor  # it imports this module
 
         shards = supervisor.hot_shards(self._settings)
         loads = [ShardLoad(**x) for x in await asyncio.gather(*(s.load.remote() for s in shards))]
@@ -123,3 +125,47 @@ class MigratorActor:
         left = self._settle_s - (now_utc() - changed).total_seconds()
         if left > 0:
             await asyncio.sleep(left)
+
+
+class ActorTier:
+    """An actor handle seen as the async store the migrator moves memories between."""
+
+    def __init__(self, handle: ActorHandle) -> None:
+        self._handle = handle
+
+    async def ids_before(self, cutoff, limit):
+        return await self._handle.ids_before.remote(cutoff, limit)
+
+    async def fetch(self, ids):
+        return await self._handle.fetch.remote(ids)
+
+    async def delete_many(self, ids):
+        return await self._handle.delete_many.remote(ids)
+
+    async def insert(self, batch):
+        return await self._handle.insert.remote(batch)
+
+    async def existing(self, ids):
+        return await self._handle.existing.remote(ids)
+
+
+async def move_aged(settings: config.Settings, batch_size: int, hot_days: float) -> dict[str, Any]:
+    """Every hop, with the hot window `hot_days`; returns counts per hop."""
+    from actors import supervisor  # it imports this module
+
+    now = now_utc()
+    warm = ActorTier(supervisor.warm(settings))
+    cold = ActorTier(supervisor.cold(settings))
+    ledgers = settings.data_dir / "migration"
+    report: dict[str, Any] = {}
+    hot_cutoff = now - timedelta(days=hot_days)
+    for index, shard in enumerate(supervisor.hot_shards(settings)):
+        name = f"hot-{index}"
+        ledger = Ledger(ledgers / f"{name}-to-warm.jsonl")
+        report[f"{name}->warm"] = await migrate(
+            ActorTier(shard), warm, hot_cutoff, ledger, batch_size=batch_size
+        )
+    warm_cutoff = now - timedelta(days=settings.tiers.warm_days)
+    ledger = Ledger(ledgers / "warm-to-cold.jsonl")
+    report["warm->cold"] = await migrate(warm, cold, warm_cutoff, ledger, batch_size=batch_size)
+    return report
