@@ -1,5 +1,6 @@
 """The `akasha` client commands against the deployed Akasha."""
 
+import json
 import subprocess
 
 import pytest
@@ -53,6 +54,14 @@ def test_ingest_search_status_and_keys(akasha, tmp_path):
     scoped = done.stdout.strip()
     done = _akasha(akasha, "search", "anything", "--key", scoped, "--system", "other-bot")
     assert done.returncode == 1 and "403" in done.stderr
+
+
+def test_migrate_runs_a_pass_through_the_migrator(akasha):
+    done = _akasha(akasha, "migrate", "--batch-size", "100")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["hot_window"]["days"] == 7
+    assert set(report["moved"]) == {"hot-0->warm", "hot-1->warm", "warm->cold"}
 
 
 def test_cli_errors_are_one_line(akasha, tmp_path):

@@ -91,3 +91,16 @@ def test_job_submit_stop_and_resume(akasha, admin, tmp_path):
     assert summary["chunks_resumed"] >= 2
     assert summary["stored"] + partial == 1200
     assert _stored(admin) - before == 1200
+
+
+def test_migration_job_asks_the_migrator_for_a_pass(akasha):
+    runtime_env = json.dumps({"env_vars": {"AKASHA_NAMESPACE": "akasha-e2e"}})
+    done = _ray(
+        akasha,
+        *("submit", "--working-dir", ".", "--runtime-env-json", runtime_env),
+        *("--", "python", "-m", "akasha_ray.jobs.migrate", "--batch-size", "100"),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(next(line for line in done.stdout.splitlines() if '"hot_window"' in line))
+    assert report["hot_window"]["days"] == 7
+    assert set(report["moved"]) == {"hot-0->warm", "hot-1->warm", "warm->cold"}
