@@ -8,11 +8,16 @@
 - Neither Milvus Lite 3.2 nor Milvus 2.3 supports expression templates (`filter_params`): each
   string goes into an expression only through `quote`, which escapes quotes, backslashes and line
   breaks; numbers are formatted from Python ints.
+- Writes go as columnar insert requests built straight from the Arrow columns (`insert_requests`):
+  pymilvus' row path spends about 190 us a row on type checks and packing (a 5,000-row batch took
+  0.96 s to pack, against 0.1 s here). `rows_of` is the same mapping row by row, kept as the
+  reference the unit tests hold the columnar one to.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +25,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from pymilvus import DataType
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from akasha_ray.embedding_dim import DIM
 from akasha_ray.errors import InvalidInput
@@ -43,14 +51,19 @@ ROW_FIELDS = (
     "model_revision",
 )
 INSERT_CHUNK_BYTES = 16 << 20  # well under gRPC's 64 MiB message limit
+STRING_FIELDS = ("id", "system_id", "conversation_id", "model", "model_revision")
 
 
 # -- expressions ---------------------------------------------------------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters but \t \n \r
+_SPECIAL = re.compile(r'[\x00-\x1f"\\]')  # any character a literal must escape or refuse
+
+
 def quote(value: str) -> str:
     """A Milvus string literal: double quotes, with backslash, quote and line breaks escaped."""
-    if any(ord(ch) < 0x20 and ch not in "\t\n\r" for ch in value):
+    if _CONTROL.search(value):
         raise InvalidInput("control characters are not allowed in ids and names")
     escaped = (
         value.replace("\\", "\\\\")
@@ -63,7 +76,11 @@ def quote(value: str) -> str:
 
 
 def id_in(memory_ids: Sequence[str]) -> str:
-    return f"id in [{', '.join(quote(i) for i in memory_ids)}]"
+    """`id in [...]` for these ids; when none needs escaping (one scan of them all, the common
+    case) they are joined as they are, a tenth of the time of quoting 5,000 one by one."""
+    if _SPECIAL.search("".join(memory_ids)):
+        return f"id in [{', '.join(quote(i) for i in memory_ids)}]"
+    return 'id in ["' + '", "'.join(memory_ids) + '"]' if memory_ids else "id in []"
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,101 @@ def rows_of(batch: pa.Table) -> list[dict[str, Any]]:
         row.update(zip(CONTENT_FIELDS, split_utf8(columns["content"][i], memory_id), strict=True))
         rows.append(row)
     return rows
+
+
+def insert_requests(collection: str, batch: pa.Table) -> Iterator[milvus_pb2.InsertRequest]:
+    """A batch in `records.SCHEMA` as columnar Milvus insert requests (one per INSERT_CHUNK_BYTES
+    of rows), mapped as `rows_of` maps it; checks every row before yielding anything."""
+    if batch.num_rows == 0:
+        return
+    _check_sizes(batch)
+    content = batch.column("content")
+    text_bytes = pc.binary_length(content).to_numpy(zero_copy_only=False)
+    metadata = batch.column("metadata")
+    meta_bytes = pc.fill_null(pc.binary_length(metadata), 2).to_numpy(zero_copy_only=False)
+    row_bytes = DIM * 4 + 512 + 4 * (text_bytes.astype(np.int64) + meta_bytes)
+    ends = np.cumsum(row_bytes)
+    lo = 0
+    while lo < batch.num_rows:
+        base = ends[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + INSERT_CHUNK_BYTES, side="right")))
+        yield _insert_request(collection, batch.slice(lo, hi - lo), text_bytes[lo:hi])
+        lo = hi
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _check_sizes(batch: pa.Table) -> None:
+    ids = batch.column("id")
+    too_long = pc.greater(pc.binary_length(ids), ID_BYTES)
+    if pc.any(too_long).as_py():
+        raise InvalidInput(f"memory id longer than {ID_BYTES} bytes", field="id")
+    metadata = batch.column("metadata")
+    too_big = pc.fill_null(pc.greater(pc.binary_length(metadata), JSON_BYTES), False)
+    if pc.any(too_big).as_py():
+        memory_id = pc.filter(ids, too_big)[0].as_py()
+        raise InvalidInput(
+            f"memory {memory_id}: metadata over {JSON_BYTES} bytes of JSON cannot be stored "
+            "in the warm tier",
+            field="metadata",
+        )
+
+
+def _insert_request(
+    collection: str, batch: pa.Table, text_bytes: np.ndarray
+) -> milvus_pb2.InsertRequest:
+    n = batch.num_rows
+    request = milvus_pb2.InsertRequest(collection_name=collection, partition_name="", num_rows=n)
+
+    def field(name: str, dtype: DataType) -> schema_pb2.FieldData:
+        data = request.fields_data.add()
+        data.field_name = name
+        data.type = dtype.value
+        return data
+
+    for name in STRING_FIELDS:
+        field(name, DataType.VARCHAR).scalars.string_data.data.extend(
+            batch.column(name).to_pylist()
+        )
+    # Nearly all content fits the first part; only longer texts are split, row by row.
+    parts = [batch.column("content").to_pylist(), *([""] * n for _ in CONTENT_FIELDS[1:])]
+    for i in np.flatnonzero(text_bytes > VARCHAR_BYTES).tolist():
+        cut = split_utf8(parts[0][i], batch.column("id")[i].as_py())
+        for part, value in zip(parts, cut, strict=True):
+            part[i] = value
+    for name, values in zip(CONTENT_FIELDS, parts, strict=True):
+        field(name, DataType.VARCHAR).scalars.string_data.data.extend(values)
+    field("created_at", DataType.INT64).scalars.long_data.data.extend(time_us_of(batch).tolist())
+    metadata = batch.column("metadata")
+    # The column holds JSON text already (of an object); Milvus takes the bytes as they are.
+    field("metadata", DataType.JSON).scalars.json_data.data.extend(
+        pc.cast(pc.fill_null(metadata, "{}"), pa.binary()).to_pylist()
+    )
+    field("has_metadata", DataType.BOOL).scalars.bool_data.data.extend(
+        pc.is_valid(metadata).to_pylist()
+    )
+    vectors = field("embedding", DataType.FLOAT_VECTOR).vectors
+    vectors.dim = DIM
+    vectors.float_vector.MergeFromString(_packed_floats(vectors_of(batch)))
+    return request
+
+
+_FLOATS_TAG = _varint(schema_pb2.FloatArray.DESCRIPTOR.fields_by_name["data"].number << 3 | 2)
+
+
+def _packed_floats(values: np.ndarray) -> bytes:
+    """A serialized `FloatArray` holding these values: its one packed field, written as protobuf
+    lays it out (tag, byte length, little-endian floats), for the message to parse in C. Filling
+    `data` from Python goes value by value: 0.23 s for 10,000 vectors, against 0.03 s so."""
+    raw = np.ascontiguousarray(values, dtype="<f4").tobytes()
+    return _FLOATS_TAG + _varint(len(raw)) + raw
 
 
 def split_utf8(text: str, memory_id: str = "") -> list[str]:

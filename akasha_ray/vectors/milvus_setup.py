@@ -9,6 +9,11 @@ and IVF_PQ and fails at load; Milvus 2.3.5 accepts DISKANN, then its build fails
 forever while `describe_index` says Finished with every row pending. So before creating the
 collection, the requested type is built over a scratch collection, loaded and searched; if that
 fails, the next of FALLBACKS is tried, and the reason is kept for logs, stats and health.
+
+Partitions: on a server, system_id is the partition key (PARTITIONS buckets), so a search filtered
+by system is pruned to its bucket. Milvus Lite 3.2 prunes nothing by partition key: it only spreads
+each flush over 16 bucket files and segments, which made a flush of 5,000 rows write 16 Parquet
+files and every read visit 16 times the segments. A Lite collection has one partition.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ FALLBACKS = ("HNSW", "IVF_FLAT", "FLAT")
 PROBE_ROWS = 2048  # more than Milvus' 1,024-row threshold below which a segment is not indexed
 PARTITIONS = 64  # partition-key buckets for system_id
 LOAD_TIMEOUT_S = 120.0
+LITE_FILTERED_EF = 1024
 ERRORS = (MilvusException, grpc.RpcError, TimeoutError)
 
 
@@ -51,10 +57,16 @@ def build_params(index_type: str) -> dict[str, Any]:
     )
 
 
-def search_params(index_type: str, k: int) -> dict[str, Any]:
-    # ef 128 gave recall@10 0.95 on Lite over 200k vectors (BACKENDS.md); ef must be >= k.
+def search_params(index_type: str, k: int, *, filtered_on_lite: bool = False) -> dict[str, Any]:
+    """ef 128 gave recall@10 0.95 on Lite over 200k vectors (BACKENDS.md); ef must be >= k.
+
+    `filtered_on_lite`: a filtered search on Milvus Lite, whose HNSW skips rows outside the filter
+    while it walks the graph and so returns too few when the filter keeps few rows (recall@10 0.68
+    at ef 128 for a time range holding 6 of 1,500 rows; 1.0 at ef 1,024). A server searches such
+    a filter by brute force itself. Lite's search time is its scans in Python, not ef.
+    """
     params = {
-        "HNSW": {"ef": max(128, k)},
+        "HNSW": {"ef": max(LITE_FILTERED_EF if filtered_on_lite else 128, k)},
         "DISKANN": {"search_list": max(100, k)},
         "IVF_FLAT": {"nprobe": 16},
     }.get(index_type, {})
@@ -62,13 +74,19 @@ def search_params(index_type: str, k: int) -> dict[str, Any]:
 
 
 def prepare_collection(
-    client: MilvusClient, collection: str, requested: str, probe_timeout_s: float
+    client: MilvusClient,
+    collection: str,
+    requested: str,
+    probe_timeout_s: float,
+    *,
+    partition_key: bool = True,
 ) -> IndexChoice:
-    """Create (after probing the index type) or load the collection; the index in use."""
+    """Create (after probing the index type) or load the collection; the index in use.
+    `partition_key`: partition new collections by system_id (a server; not Lite)."""
     if client.has_collection(collection):
         return _load_existing(client, collection, requested, probe_timeout_s)
     choice = choose_index(client, requested, probe_timeout_s)
-    _create(client, collection, choice.in_use)
+    _create(client, collection, choice.in_use, partition_key=partition_key)
     return choice
 
 
@@ -140,11 +158,13 @@ def index_params(index_type: str) -> Any:
     return params
 
 
-def _create(client: MilvusClient, collection: str, index_type: str) -> None:
+def _create(client: MilvusClient, collection: str, index_type: str, *, partition_key: bool) -> None:
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_BYTES)
     schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
-    schema.add_field("system_id", DataType.VARCHAR, max_length=ID_BYTES, is_partition_key=True)
+    schema.add_field(
+        "system_id", DataType.VARCHAR, max_length=ID_BYTES, is_partition_key=partition_key
+    )
     schema.add_field("conversation_id", DataType.VARCHAR, max_length=ID_BYTES)
     for field in CONTENT_FIELDS:
         schema.add_field(field, DataType.VARCHAR, max_length=VARCHAR_BYTES)
@@ -155,12 +175,8 @@ def _create(client: MilvusClient, collection: str, index_type: str) -> None:
     schema.add_field("model_revision", DataType.VARCHAR, max_length=ID_BYTES)
     # Session consistency: the one owner reads its own writes without Strong's wait on every
     # search; the idempotency check asks for Strong explicitly.
-    client.create_collection(
-        collection,
-        schema=schema,
-        num_partitions=PARTITIONS,
-        consistency_level="Session",
-    )
+    partitions = {"num_partitions": PARTITIONS} if partition_key else {}
+    client.create_collection(collection, schema=schema, consistency_level="Session", **partitions)
     client.create_index(collection, index_params(index_type), sync=False)
     client.load_collection(collection)
 

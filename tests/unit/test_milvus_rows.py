@@ -7,17 +7,21 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from akasha_ray.errors import InvalidInput
 from akasha_ray.models import MAX_CONTENT_CHARS, MemoryIn
 from akasha_ray.records import build_batch
+from akasha_ray.vectors import milvus_rows
 from akasha_ray.vectors.milvus_rows import (
     CONTENT_FIELDS,
+    ID_BYTES,
     JSON_BYTES,
     VARCHAR_BYTES,
     SearchFilter,
     id_in,
+    insert_requests,
     quote,
     rows_of,
     split_utf8,
@@ -107,3 +111,63 @@ def test_metadata_too_large_for_milvus_is_refused():
     with pytest.raises(InvalidInput, match="metadata"):
         rows_of(batch)
     assert json.loads(batch.column("metadata")[0].as_py())["blob"]  # untouched
+
+
+def _request_rows(request) -> list[dict]:
+    """An insert request read back as rows (what the server would store)."""
+    columns = {}
+    for field in request.fields_data:
+        if field.HasField("vectors"):
+            values = np.asarray(field.vectors.float_vector.data, dtype=np.float32)
+            columns[field.field_name] = list(values.reshape(-1, field.vectors.dim))
+        else:
+            kind = field.scalars.WhichOneof("data")
+            values = list(getattr(field.scalars, kind).data)
+            if kind == "json_data":
+                values = [json.loads(v) for v in values]
+            columns[field.field_name] = values
+    assert all(len(v) == request.num_rows for v in columns.values())
+    return [{k: v[i] for k, v in columns.items()} for i in range(request.num_rows)]
+
+
+def test_insert_requests_carry_what_rows_of_maps():
+    long_text = "é" * (VARCHAR_BYTES // 2 + 10)  # over one VARCHAR: split over two fields
+    batch = _batch([None, {}, {"k": [1, "two"], "ü": None}, {"x": 1}])
+    contents = batch.column("content").to_pylist()
+    contents[3] = long_text
+    batch = batch.set_column(3, "content", pa.array(contents))
+    [request] = insert_requests("c", batch)
+    assert request.collection_name == "c" and request.num_rows == 4
+    got, want = _request_rows(request), rows_of(batch)
+    assert [sorted(r) for r in got] == [sorted(r) for r in want]
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.pop("embedding"), np.asarray(w.pop("embedding")))
+        assert g == w
+    assert got[3]["content"] + got[3]["content_2"] == long_text and got[3]["content_3"] == ""
+
+
+def test_insert_requests_split_by_size_and_check_every_row_first(monkeypatch):
+    batch = _batch([None] * 10)
+    monkeypatch.setattr(milvus_rows, "INSERT_CHUNK_BYTES", 3 * (384 * 4 + 600))
+    requests = list(insert_requests("c", batch))
+    assert [r.num_rows for r in requests] == [3, 3, 3, 1]
+    ids = [row["id"] for r in requests for row in _request_rows(r)]
+    assert ids == batch.column("id").to_pylist()
+
+    metadata = batch.column("metadata").to_pylist()
+    metadata[9] = json.dumps({"blob": "x" * JSON_BYTES})
+    too_big = batch.set_column(5, "metadata", pa.array(metadata))
+    made = insert_requests("c", too_big)
+    with pytest.raises(InvalidInput, match="metadata"):
+        next(made)  # refused before the first request, not at the row that is too big
+    long_id = batch.set_column(0, "id", pa.array(["x" * (ID_BYTES + 1)] * 10))
+    with pytest.raises(InvalidInput, match="id"):
+        list(insert_requests("c", long_id))
+
+
+def test_id_in_quotes_only_when_an_id_needs_it():
+    assert id_in(["a", "b"]) == 'id in ["a", "b"]'
+    assert id_in([]) == "id in []"
+    assert id_in(["a", 'b"', "c\\"]) == 'id in ["a", "b\\"", "c\\\\"]'
+    with pytest.raises(InvalidInput):
+        id_in(["a", "b\x01"])
