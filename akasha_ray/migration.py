@@ -5,10 +5,14 @@ let go of it. Killed at any point and run again, `migrate` first finishes the ba
 holds open: the copy is idempotent (stores skip ids they hold), the check is repeated, and only
 then is the source deleted. A memory is therefore always in the source, the target, or briefly in
 both (searches deduplicate by id), never in neither.
+
+Batches are pipelined (`_Pipeline`): the source reads the next batch and deletes the last one
+while the target takes this one, each batch still going ledger, copy, check, delete, ledger.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -35,6 +39,9 @@ class Source(Protocol):
 class Target(Protocol):
     async def insert(self, batch: pa.Table) -> list[str]: ...
     async def existing(self, ids: list[str]) -> list[str]: ...
+
+    # Optional: `async def flush(self) -> None`, called once when a run ends (the warm store
+    # defers the flush that makes Milvus Lite's new rows fast to search until then).
 
 
 class Ledger:
@@ -82,7 +89,13 @@ class Ledger:
 
 async def move(source: Source, target: Target, ids: list[str]) -> int:
     """Copy `ids` to the target, check they are all there, then delete them from the source."""
-    batch = await source.fetch(ids)
+    moved = await copy_checked(target, await source.fetch(ids))
+    await source.delete_many(ids)
+    return moved
+
+
+async def copy_checked(target: Target, batch: pa.Table) -> int:
+    """Insert the batch into the target and check that every one of its ids is there."""
     if batch.num_rows:
         await target.insert(batch)
         wanted = batch.column("id").to_pylist()
@@ -92,7 +105,6 @@ async def move(source: Source, target: Target, ids: list[str]) -> int:
             raise MigrationError(
                 f"{len(missing)} memories did not land in the target, e.g. {missing[0]}"
             )
-    await source.delete_many(ids)
     return batch.num_rows
 
 
@@ -107,18 +119,16 @@ async def migrate(
 ) -> dict[str, Any]:
     """Move everything created before `cutoff` from `source` to `target`; returns counts."""
     started = time.perf_counter()
-    recovered = moved = batches = 0
+    recovered = 0
     for batch, ids in sorted(ledger.open_batches().items()):
         recovered += await move(source, target, ids)
         ledger.finish(batch)
-    while max_batches is None or batches < max_batches:
-        ids = await source.ids_before(cutoff, batch_size)
-        if not ids:
-            break
-        batch = ledger.start(ids)
-        moved += await move(source, target, ids)
-        ledger.finish(batch)
-        batches += 1
+    pipeline = _Pipeline(source, target, cutoff, ledger, batch_size)
+    await pipeline.run(max_batches)
+    moved, batches = pipeline.moved, pipeline.batches
+    flush = getattr(target, "flush", None)
+    if flush is not None and (moved or recovered):
+        await flush()
     seconds = time.perf_counter() - started
     total = moved + recovered
     return {
@@ -128,3 +138,80 @@ async def migrate(
         "seconds": round(seconds, 3),
         "per_s": round(total / seconds, 1) if seconds > 0 and total else 0.0,
     }
+
+
+class _Pipeline:
+    """Batches go through three stages at once, each batch in its own: list and fetch (source),
+    copy and check (target), delete (source). While the target takes batch n, the source reads
+    n + 1 and deletes n - 1: the two stores work side by side instead of waiting on each other.
+
+    Each batch keeps the order of `move` (its ledger start, then copy and check, then delete and
+    its ledger end), so a crash leaves only started batches open, and the next run finishes them
+    as it would a crash of `move`; just more than one can be open (each one in both tiers).
+    """
+
+    def __init__(
+        self, source: Source, target: Target, cutoff: datetime, ledger: Ledger, batch_size: int
+    ) -> None:
+        self.source, self.target, self.cutoff = source, target, cutoff
+        self.ledger, self.batch_size = ledger, batch_size
+        self.moved = self.batches = 0
+        self._in_flight: set[str] = set()  # ids listed but not yet deleted
+        self._deleted = asyncio.Event()  # set each time a batch leaves the pipeline
+
+    async def run(self, max_batches: int | None) -> None:
+        fetched: asyncio.Queue = asyncio.Queue(maxsize=1)
+        copied: asyncio.Queue = asyncio.Queue(maxsize=1)
+        stages = [
+            asyncio.create_task(self._fetch(fetched, max_batches)),
+            asyncio.create_task(self._copy(fetched, copied)),
+            asyncio.create_task(self._delete(copied)),
+        ]
+        try:
+            await asyncio.gather(*stages)
+        except BaseException:
+            for stage in stages:
+                stage.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
+            raise
+
+    async def _fetch(self, out: asyncio.Queue, max_batches: int | None) -> None:
+        listed = 0
+        while max_batches is None or listed < max_batches:
+            ids = await self._next_ids()
+            if not ids:
+                break
+            number = self.ledger.start(ids)
+            self._in_flight.update(ids)
+            await out.put((number, ids, await self.source.fetch(ids)))
+            listed += 1
+        await out.put(None)
+
+    async def _next_ids(self) -> list[str]:
+        """The next batch of ids before the cutoff that no earlier batch holds; [] when none is
+        left. The source still lists ids of batches in flight, so ask for that many more; if it
+        gave only those (a source may cap its answer), wait for a batch to leave and ask again."""
+        while True:
+            self._deleted.clear()
+            held = len(self._in_flight)
+            listed = await self.source.ids_before(self.cutoff, self.batch_size + held)
+            fresh = [i for i in listed if i not in self._in_flight]
+            if fresh or not self._in_flight:
+                return fresh[: self.batch_size]
+            await self._deleted.wait()
+
+    async def _copy(self, inbox: asyncio.Queue, out: asyncio.Queue) -> None:
+        while (item := await inbox.get()) is not None:
+            number, ids, batch = item
+            await out.put((number, ids, await copy_checked(self.target, batch)))
+        await out.put(None)
+
+    async def _delete(self, inbox: asyncio.Queue) -> None:
+        while (item := await inbox.get()) is not None:
+            number, ids, copied = item
+            await self.source.delete_many(ids)
+            self.ledger.finish(number)
+            self._in_flight.difference_update(ids)
+            self.moved += copied
+            self.batches += 1
+            self._deleted.set()
