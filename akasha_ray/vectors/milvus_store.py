@@ -118,13 +118,7 @@ class MilvusStore:
         token = config.token.get_secret_value() if config.token else ""
         with _unavailable(f"cannot open the warm tier on {where}"):
             index = await asyncio.to_thread(
-                _prepare,
-                uri,
-                token,
-                collection,
-                config.index_type,
-                probe_timeout_s,
-                lite_path is None,
+                _prepare, uri, token, collection, config.index_type, probe_timeout_s
             )
         if index.fallback_reason:
             logger.warning(
@@ -400,18 +394,11 @@ class MilvusStore:
 
 
 def _prepare(
-    uri: str,
-    token: str,
-    collection: str,
-    index_type: str,
-    probe_timeout_s: float,
-    partition_key: bool,
+    uri: str, token: str, collection: str, index_type: str, probe_timeout_s: float
 ) -> IndexChoice:
     client = MilvusClient(uri=uri, token=token)
     try:
-        return prepare_collection(
-            client, collection, index_type, probe_timeout_s, partition_key=partition_key
-        )
+        return prepare_collection(client, collection, index_type, probe_timeout_s)
     finally:
         client.close()
 
