@@ -6,8 +6,9 @@ holds open: the copy is idempotent (stores skip ids they hold), the check is rep
 then is the source deleted. A memory is therefore always in the source, the target, or briefly in
 both (searches deduplicate by id), never in neither.
 
-Batches are pipelined (`_Pipeline`): the source reads the next batch and deletes the last one
-while the target takes this one, each batch still going ledger, copy, check, delete, ledger.
+Batches are pipelined (`_Pipeline`): while the target inserts one batch it checks the one
+before, and the source reads the next and deletes an earlier one; each batch still goes ledger,
+copy, check, delete, ledger.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,23 +92,22 @@ class Ledger:
 
 async def move(source: Source, target: Target, ids: list[str]) -> int:
     """Copy `ids` to the target, check they are all there, then delete them from the source."""
-    moved = await copy_checked(target, await source.fetch(ids))
-    await source.delete_many(ids)
-    return moved
-
-
-async def copy_checked(target: Target, batch: pa.Table) -> int:
-    """Insert the batch into the target and check that every one of its ids is there."""
+    batch = await source.fetch(ids)
     if batch.num_rows:
         await target.insert(batch)
-        wanted = batch.column("id").to_pylist()
-        landed = set(await target.existing(wanted))
-        missing = [i for i in wanted if i not in landed]
-        if missing:
-            raise MigrationError(
-                f"{len(missing)} memories did not land in the target, e.g. {missing[0]}"
-            )
+        await check_landed(target, batch.column("id").to_pylist())
+    await source.delete_many(ids)
     return batch.num_rows
+
+
+async def check_landed(target: Target, ids: list[str]) -> None:
+    """Raise MigrationError unless the target holds every one of these ids."""
+    landed = set(await target.existing(ids))
+    missing = [i for i in ids if i not in landed]
+    if missing:
+        raise MigrationError(
+            f"{len(missing)} memories did not land in the target, e.g. {missing[0]}"
+        )
 
 
 async def migrate(
@@ -140,14 +142,22 @@ async def migrate(
     }
 
 
-class _Pipeline:
-    """Batches go through three stages at once, each batch in its own: list and fetch (source),
-    copy and check (target), delete (source). While the target takes batch n, the source reads
-    n + 1 and deletes n - 1: the two stores work side by side instead of waiting on each other.
+@dataclass
+class _Batch:
+    number: int  # in the ledger
+    ids: list[str]  # as listed (and written to the ledger)
+    rows: pa.Table  # as fetched: the ids the source still held
 
-    Each batch keeps the order of `move` (its ledger start, then copy and check, then delete and
-    its ledger end), so a crash leaves only started batches open, and the next run finishes them
-    as it would a crash of `move`; just more than one can be open (each one in both tiers).
+
+class _Pipeline:
+    """Batches go through four stages at once, each batch in its own: list and fetch (source),
+    insert (target), check (target), delete (source). While the target inserts batch n, it
+    answers the check of n - 1, and the source reads n + 1 and deletes n - 2: the stores work side
+    by side instead of waiting on each other's round trips.
+
+    Each batch keeps the order of `move` (its ledger start, then copy, check, delete and its
+    ledger end), so a crash leaves only started batches open, and the next run finishes them as
+    it would a crash of `move`; just more than one can be open (each one in both tiers).
     """
 
     def __init__(
@@ -160,13 +170,11 @@ class _Pipeline:
         self._deleted = asyncio.Event()  # set each time a batch leaves the pipeline
 
     async def run(self, max_batches: int | None) -> None:
-        fetched: asyncio.Queue = asyncio.Queue(maxsize=1)
-        copied: asyncio.Queue = asyncio.Queue(maxsize=1)
-        stages = [
-            asyncio.create_task(self._fetch(fetched, max_batches)),
-            asyncio.create_task(self._copy(fetched, copied)),
-            asyncio.create_task(self._delete(copied)),
-        ]
+        steps = [self._insert, self._check, self._delete]
+        queues: list[asyncio.Queue] = [asyncio.Queue(maxsize=1) for _ in steps]
+        stages = [asyncio.create_task(self._fetch(queues[0], max_batches))]
+        for step, inbox, out in zip(steps, queues, [*queues[1:], None], strict=True):
+            stages.append(asyncio.create_task(self._stage(step, inbox, out)))
         try:
             await asyncio.gather(*stages)
         except BaseException:
@@ -174,6 +182,19 @@ class _Pipeline:
                 stage.cancel()
             await asyncio.gather(*stages, return_exceptions=True)
             raise
+
+    @staticmethod
+    async def _stage(
+        step: Callable[[_Batch], Awaitable[None]],
+        inbox: asyncio.Queue,
+        out: asyncio.Queue | None,
+    ) -> None:
+        while (batch := await inbox.get()) is not None:
+            await step(batch)
+            if out is not None:
+                await out.put(batch)
+        if out is not None:
+            await out.put(None)
 
     async def _fetch(self, out: asyncio.Queue, max_batches: int | None) -> None:
         listed = 0
@@ -183,7 +204,7 @@ class _Pipeline:
                 break
             number = self.ledger.start(ids)
             self._in_flight.update(ids)
-            await out.put((number, ids, await self.source.fetch(ids)))
+            await out.put(_Batch(number, ids, await self.source.fetch(ids)))
             listed += 1
         await out.put(None)
 
@@ -200,18 +221,18 @@ class _Pipeline:
                 return fresh[: self.batch_size]
             await self._deleted.wait()
 
-    async def _copy(self, inbox: asyncio.Queue, out: asyncio.Queue) -> None:
-        while (item := await inbox.get()) is not None:
-            number, ids, batch = item
-            await out.put((number, ids, await copy_checked(self.target, batch)))
-        await out.put(None)
+    async def _insert(self, batch: _Batch) -> None:
+        if batch.rows.num_rows:
+            await self.target.insert(batch.rows)
 
-    async def _delete(self, inbox: asyncio.Queue) -> None:
-        while (item := await inbox.get()) is not None:
-            number, ids, copied = item
-            await self.source.delete_many(ids)
-            self.ledger.finish(number)
-            self._in_flight.difference_update(ids)
-            self.moved += copied
-            self.batches += 1
-            self._deleted.set()
+    async def _check(self, batch: _Batch) -> None:
+        if batch.rows.num_rows:
+            await check_landed(self.target, batch.rows.column("id").to_pylist())
+
+    async def _delete(self, batch: _Batch) -> None:
+        await self.source.delete_many(batch.ids)
+        self.ledger.finish(batch.number)
+        self._in_flight.difference_update(batch.ids)
+        self.moved += batch.rows.num_rows
+        self.batches += 1
+        self._deleted.set()
