@@ -153,6 +153,8 @@ async def move_aged(settings: config.Settings, batch_size: int, hot_days: float)
     """Every hop, with the hot window `hot_days`; returns counts per hop."""
     from actors import supervisor  # it imports this module
 
+    # A search reading both tiers of a moving batch sees it in one at least (akasha_ray.migration).
+    linger_s = settings.serve.request_timeout_s
     now = now_utc()
     warm = ActorTier(supervisor.warm(settings))
     cold = ActorTier(supervisor.cold(settings))
@@ -163,9 +165,11 @@ async def move_aged(settings: config.Settings, batch_size: int, hot_days: float)
         name = f"hot-{index}"
         ledger = Ledger(ledgers / f"{name}-to-warm.jsonl")
         report[f"{name}->warm"] = await migrate(
-            ActorTier(shard), warm, hot_cutoff, ledger, batch_size=batch_size
+            ActorTier(shard), warm, hot_cutoff, ledger, batch_size=batch_size, linger_s=linger_s
         )
     warm_cutoff = now - timedelta(days=settings.tiers.warm_days)
     ledger = Ledger(ledgers / "warm-to-cold.jsonl")
-    report["warm->cold"] = await migrate(warm, cold, warm_cutoff, ledger, batch_size=batch_size)
+    report["warm->cold"] = await migrate(
+        warm, cold, warm_cutoff, ledger, batch_size=batch_size, linger_s=linger_s
+    )
     return report

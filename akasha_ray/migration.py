@@ -6,6 +6,11 @@ holds open: the copy is idempotent (stores skip ids they hold), the check is rep
 then is the source deleted. A memory is therefore always in the source, the target, or briefly in
 both (searches deduplicate by id), never in neither.
 
+A search asks the tiers in parallel, so "never in neither" is not enough by itself: it could read
+the target before the copy landed and the source after the delete. So a checked batch lingers in
+both tiers for `linger_s` (the service passes its search timeout) before the source lets go: a
+search slow enough to read the source after that has timed out, and says its answer is partial.
+
 Batches are pipelined (`_Pipeline`): while the target inserts one batch it checks the one
 before, and the source reads the next and deletes an earlier one; each batch still goes ledger,
 copy, check, delete, ledger.
@@ -90,13 +95,12 @@ class Ledger:
             os.fsync(out.fileno())
 
 
-async def move(source: Source, target: Target, ids: list[str]) -> int:
-    """Copy `ids` to the target, check they are all there, then delete them from the source."""
+async def copy_checked(source: Source, target: Target, ids: list[str]) -> int:
+    """Copy `ids` to the target and check they are all there; returns how many the source held."""
     batch = await source.fetch(ids)
     if batch.num_rows:
         await target.insert(batch)
         await check_landed(target, batch.column("id").to_pylist())
-    await source.delete_many(ids)
     return batch.num_rows
 
 
@@ -118,14 +122,20 @@ async def migrate(
     *,
     batch_size: int = 5000,
     max_batches: int | None = None,
+    linger_s: float = 0.0,
 ) -> dict[str, Any]:
     """Move everything created before `cutoff` from `source` to `target`; returns counts."""
     started = time.perf_counter()
     recovered = 0
-    for batch, ids in sorted(ledger.open_batches().items()):
-        recovered += await move(source, target, ids)
-        ledger.finish(batch)
-    pipeline = _Pipeline(source, target, cutoff, ledger, batch_size)
+    unfinished = sorted(ledger.open_batches().items())
+    for _, ids in unfinished:
+        recovered += await copy_checked(source, target, ids)
+    if unfinished:
+        await asyncio.sleep(linger_s)
+    for number, ids in unfinished:
+        await source.delete_many(ids)
+        ledger.finish(number)
+    pipeline = _Pipeline(source, target, cutoff, ledger, batch_size, linger_s)
     await pipeline.run(max_batches)
     moved, batches = pipeline.moved, pipeline.batches
     flush = getattr(target, "flush", None)
@@ -146,7 +156,9 @@ async def migrate(
 class _Batch:
     number: int  # in the ledger
     ids: list[str]  # as listed (and written to the ledger)
-    rows: pa.Table  # as fetched: the ids the source still held
+    rows: pa.Table | None  # as fetched: the ids the source still held (dropped once checked)
+    count: int  # rows fetched
+    checked_at: float = 0.0  # time.monotonic() once the target held them all
 
 
 class _Pipeline:
@@ -155,23 +167,31 @@ class _Pipeline:
     answers the check of n - 1, and the source reads n + 1 and deletes n - 2: the stores work side
     by side instead of waiting on each other's round trips.
 
-    Each batch keeps the order of `move` (its ledger start, then copy, check, delete and its
-    ledger end), so a crash leaves only started batches open, and the next run finishes them as
-    it would a crash of `move`; just more than one can be open (each one in both tiers).
+    Each batch keeps its order (ledger start, copy, check, linger, delete, ledger end), so a crash
+    leaves only started batches open, and the next run finishes them; more than one can be open
+    (each one in both tiers, or in the source alone).
     """
 
     def __init__(
-        self, source: Source, target: Target, cutoff: datetime, ledger: Ledger, batch_size: int
+        self,
+        source: Source,
+        target: Target,
+        cutoff: datetime,
+        ledger: Ledger,
+        batch_size: int,
+        linger_s: float,
     ) -> None:
         self.source, self.target, self.cutoff = source, target, cutoff
-        self.ledger, self.batch_size = ledger, batch_size
+        self.ledger, self.batch_size, self.linger_s = ledger, batch_size, linger_s
         self.moved = self.batches = 0
         self._in_flight: set[str] = set()  # ids listed but not yet deleted
         self._deleted = asyncio.Event()  # set each time a batch leaves the pipeline
 
     async def run(self, max_batches: int | None) -> None:
         steps = [self._insert, self._check, self._delete]
-        queues: list[asyncio.Queue] = [asyncio.Queue(maxsize=1) for _ in steps]
+        # Checked batches wait out their linger in an unbounded queue (ids only), so copying
+        # goes on meanwhile.
+        queues: list[asyncio.Queue] = [asyncio.Queue(maxsize=1), asyncio.Queue(1), asyncio.Queue()]
         stages = [asyncio.create_task(self._fetch(queues[0], max_batches))]
         for step, inbox, out in zip(steps, queues, [*queues[1:], None], strict=True):
             stages.append(asyncio.create_task(self._stage(step, inbox, out)))
@@ -204,7 +224,8 @@ class _Pipeline:
                 break
             number = self.ledger.start(ids)
             self._in_flight.update(ids)
-            await out.put(_Batch(number, ids, await self.source.fetch(ids)))
+            rows = await self.source.fetch(ids)
+            await out.put(_Batch(number, ids, rows, rows.num_rows))
             listed += 1
         await out.put(None)
 
@@ -222,17 +243,19 @@ class _Pipeline:
             await self._deleted.wait()
 
     async def _insert(self, batch: _Batch) -> None:
-        if batch.rows.num_rows:
+        if batch.count:
             await self.target.insert(batch.rows)
 
     async def _check(self, batch: _Batch) -> None:
-        if batch.rows.num_rows:
+        if batch.count:
             await check_landed(self.target, batch.rows.column("id").to_pylist())
+        batch.rows, batch.checked_at = None, time.monotonic()
 
     async def _delete(self, batch: _Batch) -> None:
+        await asyncio.sleep(batch.checked_at + self.linger_s - time.monotonic())
         await self.source.delete_many(batch.ids)
         self.ledger.finish(batch.number)
         self._in_flight.difference_update(batch.ids)
-        self.moved += batch.rows.num_rows
+        self.moved += batch.count
         self.batches += 1
         self._deleted.set()

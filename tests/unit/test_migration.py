@@ -1,6 +1,7 @@
 """Tier migration between two real shard stores, including a crash in the middle of a batch."""
 
 import asyncio
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -145,3 +146,36 @@ def test_the_target_is_flushed_once_at_the_end(tiers, tmp_path):
         )
     )
     assert report["batches"] == 4 and Flushing.flushes == 1
+
+
+class Clocked(Store):
+    """Notes when each id landed here, and, as a source, how long it had been in `target`."""
+
+    def __init__(self, shard, target=None):
+        super().__init__(shard)
+        self.target, self.landed, self.both_s = target, {}, []
+
+    async def insert(self, batch):
+        stored = await super().insert(batch)
+        now = time.monotonic()
+        self.landed.update({i: now for i in batch.column("id").to_pylist()})
+        return stored
+
+    async def delete_many(self, ids):
+        now = time.monotonic()
+        self.both_s += [now - self.target.landed[i] for i in ids if i in self.target.landed]
+        return await super().delete_many(ids)
+
+
+def test_a_checked_batch_lingers_in_both_tiers_before_the_source_lets_go(tiers, tmp_path):
+    hot, warm = tiers
+    batch, _ = _batch(300)
+    hot.insert(batch)
+    target = Clocked(warm)
+    source = Clocked(hot, target)
+    cutoff = NOW - timedelta(hours=100)
+    ledger = Ledger(tmp_path / "l.jsonl")
+    report = asyncio.run(migrate(source, target, cutoff, ledger, batch_size=40, linger_s=0.3))
+    assert report["moved"] == len(source.both_s) == 199  # created 101..299 hours ago
+    # Every memory was readable in the target for the whole linger before it left the source.
+    assert min(source.both_s) >= 0.3
