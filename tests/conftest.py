@@ -51,7 +51,11 @@ def settings(tmp_path) -> Iterator[config.Settings]:
     killed afterwards (they are detached: each test's would otherwise live to the session's end)."""
     import ray
 
-    isolated = config.load(data_dir=tmp_path / "data", namespace=f"test-{uuid.uuid4().hex[:8]}")
+    isolated = config.load(
+        data_dir=tmp_path / "data",
+        namespace=f"test-{uuid.uuid4().hex[:8]}",
+        serve={"request_timeout_s": 1},  # how long migrated batches linger, among others
+    )
     yield isolated
     if ray.is_initialized():
         for actor in ray.util.list_named_actors(all_namespaces=True):
