@@ -73,6 +73,9 @@ ID_QUERY_CHUNK = 5000  # ids per `id in [...]` query for ids alone (one 5,000-id
 ROW_QUERY_CHUNK = 500  # ids per query for whole rows (content can be 128 KiB a row)
 MAX_SEARCH_BATCH = 64  # query vectors per Milvus search call
 MAX_QUERY_WINDOW = 16_384  # Milvus' largest query limit
+# pymilvus waits for a hung server forever; searchers give up long before this (they answer
+# partial), but without a deadline their calls would pile up in the warm actor.
+SEARCH_DEADLINE_S = 30
 
 
 def lite_file(data_dir: Path) -> Path:
@@ -271,6 +274,7 @@ class MilvusStore:
                     key.k,
                     filtered_on_lite=self._lite_path is not None and bool(key.expression()),
                 ),
+                timeout=SEARCH_DEADLINE_S,
             )
         return [
             [
