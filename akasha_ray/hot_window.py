@@ -5,7 +5,7 @@ The rule, applied by the migrator before each pass:
 - Every hot shard times its last 256 searches, whole and their index scan alone. A shard with at
   least 20 of them reports both p95s and its row count; a shard with fewer has no say.
 - A shard whose p95 exceeds `tiers.hot_target_p95_ms` is over its budget. Only the scan grows
-  with the rows (exactly in proportion: the index is an exact scan); the rest (reading the hits,
+  with the rows (about in proportion: the index is an exact scan); the rest (reading the hits,
   the call) does not. So its budget is `rows * (0.9 * target - rest) / scan` rows, where
   rest = p95 - scan p95 and 0.9 leaves headroom. When the rest alone uses up the target, fewer
   rows cannot help and the window stays. The window shrinks to the age that leaves every shard at

@@ -1,9 +1,10 @@
-"""The adaptive hot window, shown working: hot shards loaded past a latency target, one migrator
-pass, and hot search p95 before and after it. The p95 is the one the rule uses (timed inside the
-shard actors); a numpy scan of a shard-sized matrix before and after is the peer baseline, to show
-the scan cost follows the rows as the rule assumes.
+"""The adaptive hot window, shown working: hot shards loaded past a latency target, then a few
+migrator passes with hot search p95 measured after each (the rule runs every pass, so a step that
+falls short is followed by another). The p95 is the one the rule uses (timed inside the shard
+actors); a numpy scan of a shard-sized matrix is the peer baseline, to show how the scan cost
+follows the rows.
 
-    python -m akasha_ray.bench window [--n 400000] [--target-ms 0 (half the p95 measured)]
+    python -m akasha_ray.bench window [--n 400000] [--passes 3] [--target-ms 0 (half the p95)]
 
 Runs on a local Ray cluster of its own and Milvus Lite in a temporary data dir; JSON on stdout.
 """
@@ -94,15 +95,30 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         worst = max(s["p95_ms"] for s in before["shards"])
         target = args.target_ms or round(worst / 2, 3)
         settings = config.load(**base, tiers={"hot_target_p95_ms": target, "hot_min_days": 0.1})
-        log(f"target p95 {target} ms; one migrator pass")
-        started = time.perf_counter()
-        passed = ray.get(supervisor.migrator(settings).migrate.remote())
-        pass_s = time.perf_counter() - started
-        log("searching after the pass")
-        rows = max(ray.get(s.load.remote())["rows"] for s in shards)
-        after = measure(shards, queries, rows, rng)
+        migrator = supervisor.migrator(settings)
+        passes = []
+        for number in range(1, args.passes + 1):
+            log(f"target p95 {target} ms; migrator pass {number}")
+            started = time.perf_counter()
+            passed = ray.get(migrator.migrate.remote())
+            pass_s = time.perf_counter() - started
+            log("searching after it")
+            rows = max(ray.get(s.load.remote())["rows"] for s in shards)
+            after = measure(shards, queries, rows, rng)
+            moved = sum(v["moved"] for k, v in passed["moved"].items() if "warm" in k)
+            passes.append(
+                {
+                    "hot_window": passed["hot_window"],
+                    "moved_to_warm": moved,
+                    "seconds": round(pass_s, 1),
+                    "after": after,
+                    "worst_shard_p95_over_target": ratio(
+                        max(s["p95_ms"] for s in after["shards"]), target
+                    ),
+                }
+            )
     ray.shutdown()
-    worst_after = max(s["p95_ms"] for s in after["shards"])
+    last = passes[-1]["after"]
     return {
         "benchmark": "window",
         "machine": machine(),
@@ -110,17 +126,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "queries_per_shard": args.queries,
         "target_p95_ms": target,
         "before": before,
-        "pass": {
-            "hot_window": passed["hot_window"],
-            "moved_to_warm": sum(v["moved"] for k, v in passed["moved"].items() if "warm" in k),
-            "seconds": round(pass_s, 1),
-        },
-        "after": after,
-        "worst_shard_p95_after_over_target": ratio(worst_after, target),
+        "passes": passes,
         "ratios": {
-            "hot_p95_after_over_before": ratio(worst_after, worst),
-            "numpy_p95_after_over_before": ratio(
-                after["numpy_scan_of_biggest_shard"]["p95_ms"],
+            "hot_p95_last_over_before": ratio(max(s["p95_ms"] for s in last["shards"]), worst),
+            "numpy_p95_last_over_before": ratio(
+                last["numpy_scan_of_biggest_shard"]["p95_ms"],
                 before["numpy_scan_of_biggest_shard"]["p95_ms"],
             ),
         },
@@ -132,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=400_000, help="memories in the hot shards")
     parser.add_argument("--queries", type=int, default=100, help="searches per shard, each time")
     parser.add_argument("--target-ms", type=float, default=0, help="0: half the p95 measured")
+    parser.add_argument("--passes", type=int, default=3, help="migrator passes, each measured")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.n < 1000 or args.queries < 20 or args.target_ms < 0:
-        parser.error("--n >= 1000, --queries >= 20 (the rule needs 20), --target-ms >= 0")
+    if args.n < 1000 or args.queries < 20 or args.target_ms < 0 or args.passes < 1:
+        parser.error(
+            "--n >= 1000, --queries >= 20 (the rule needs 20), --target-ms >= 0, --passes >= 1"
+        )
     work = Path(tempfile.mkdtemp(prefix="akasha-bench-window-"))
     try:
         report = run(args, work)
