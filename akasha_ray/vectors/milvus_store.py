@@ -272,7 +272,8 @@ class MilvusStore:
                 search_params=search_params(
                     self.index.in_use,
                     key.k,
-                    filtered_on_lite=self._lite_path is not None and bool(key.expression()),
+                    lite=self._lite_path is not None,
+                    filtered=bool(key.expression()),
                 ),
                 timeout=SEARCH_DEADLINE_S,
             )
