@@ -31,26 +31,35 @@ class HotShardActor:
     def insert(self, batch: pa.Table) -> list[str]:
         return self._shard.insert(batch)
 
-    def get(self, memory_id: str) -> dict[str, Any] | None:
-        return self._shard.get(memory_id)
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._shard.get(key)
 
-    def existing(self, ids: list[str]) -> list[str]:
-        return self._shard.existing(ids)
+    def existing(self, keys: list[str]) -> dict[str, str]:
+        return self._shard.existing(keys)
 
-    def get_many(self, ids: list[str]) -> list[dict[str, Any]]:
-        return self._shard.get_many(ids)
+    def get_many(self, keys: list[str]) -> list[dict[str, Any]]:
+        return self._shard.get_many(keys)
 
-    def delete(self, memory_id: str) -> bool:
-        return self._shard.delete(memory_id)
+    def delete(self, key: str) -> bool:
+        return self._shard.delete(key)
 
-    def delete_many(self, ids: list[str]) -> list[str]:
-        return self._shard.delete_many(ids)
+    def delete_many(self, keys: list[str]) -> list[str]:
+        return self._shard.delete_many(keys)
 
-    def fetch(self, ids: list[str]) -> pa.Table:
-        return self._shard.fetch(ids)
+    def bury(self, keys: list[str], when: datetime) -> None:
+        self._shard.bury(keys, when)
 
-    def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
-        return self._shard.ids_before(cutoff, limit)
+    def buried(self, keys: list[str]) -> list[str]:
+        return self._shard.buried(keys)
+
+    def check(self, keys: list[str]) -> dict[str, Any]:
+        return self._shard.check(keys)
+
+    def fetch(self, keys: list[str]) -> pa.Table:
+        return self._shard.fetch(keys)
+
+    def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
+        return self._shard.keys_before(cutoff, limit)
 
     def search(
         self,
@@ -59,10 +68,10 @@ class HotShardActor:
         system_ids: list[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
-        only_ids: list[str] | None = None,
+        only_keys: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         started = time.perf_counter()
-        hits = self._shard.search(vector, k, system_ids, start, end, only_ids)
+        hits = self._shard.search(vector, k, system_ids, start, end, only_keys)
         whole = (time.perf_counter() - started) * 1000
         self._search_ms.append((whole, self._shard.last_scan_ms))
         return hits

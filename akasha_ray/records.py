@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from akasha_ray.embedding_dim import DIM
+from akasha_ray.identity import content_hash
 from akasha_ray.ids import stable_id
 from akasha_ray.models import MemoryIn
 
@@ -24,6 +25,7 @@ SCHEMA = pa.schema(
         ("embedding", pa.list_(pa.float32(), DIM)),
         ("model", pa.string()),
         ("model_revision", pa.string()),
+        ("content_hash", pa.string()),  # identity.content_hash of the row
     ]
 )
 
@@ -47,16 +49,25 @@ def build_batch(
         raise ValueError("one vector per memory")
     created = [m.created_at or now for m in memories]
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+    ids = [memory_id(m, c) for m, c in zip(memories, created, strict=True)]
+    metadata = [None if m.metadata is None else json.dumps(m.metadata) for m in memories]
+    created_at = pa.array(created, type=pa.timestamp("us", tz="UTC"))
+    created_us = created_at.cast(pa.int64()).to_pylist()
+    hashes = [
+        content_hash(m.system_id, i, m.conversation_id, m.content, us, meta)
+        for m, i, us, meta in zip(memories, ids, created_us, metadata, strict=True)
+    ]
     columns = [
-        pa.array([memory_id(m, c) for m, c in zip(memories, created, strict=True)]),
+        pa.array(ids),
         pa.array([m.system_id for m in memories]),
         pa.array([m.conversation_id for m in memories]),
         pa.array([m.content for m in memories]),
-        pa.array(created, type=pa.timestamp("us", tz="UTC")),
-        pa.array([None if m.metadata is None else json.dumps(m.metadata) for m in memories]),
+        created_at,
+        pa.array(metadata),
         pa.FixedSizeListArray.from_arrays(flat, DIM),
         pa.array([model] * len(memories)),
         pa.array([model_revision] * len(memories)),
+        pa.array(hashes),
     ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 

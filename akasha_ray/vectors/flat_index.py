@@ -16,7 +16,9 @@ _GATHER_BELOW = 0.25  # when filters keep fewer rows than this fraction, gather 
 
 
 class FlatIndex:
-    """Rows of (id, system, time, unit vector); deleted rows are tombstoned, then compacted."""
+    """Rows of (key, system, time, unit vector); deleted rows are marked dead, then compacted.
+
+    A row's key is the memory's `identity.memory_key` (a plain string to this index)."""
 
     def __init__(self, dim: int = DIM, capacity: int = 1024) -> None:
         self.dim = dim
@@ -72,7 +74,7 @@ class FlatIndex:
             self._compact()
         return True
 
-    def ids_before(self, time_us: int, limit: int) -> list[str]:
+    def keys_before(self, time_us: int, limit: int) -> list[str]:
         n = self._size
         rows = np.flatnonzero(self._alive[:n] & (self._time_us[:n] < time_us))
         rows = rows[np.argsort(self._time_us[rows], kind="stable")[:limit]]
@@ -85,11 +87,11 @@ class FlatIndex:
         system_ids: Sequence[str] | None = None,
         start_us: int | None = None,
         end_us: int | None = None,
-        only_ids: Sequence[str] | None = None,
+        only_keys: Sequence[str] | None = None,
     ) -> tuple[list[str], np.ndarray]:
-        """Top-k ids by cosine (the query must be unit length), best first, with their scores."""
+        """Top-k keys by cosine (the query must be unit length), best first, with their scores."""
         n = self._size
-        mask = self._mask(n, system_ids, start_us, end_us, only_ids)
+        mask = self._mask(n, system_ids, start_us, end_us, only_keys)
         if mask is None:  # nothing can match
             return [], np.empty(0, dtype=np.float32)
         query = np.asarray(query, dtype=np.float32)
@@ -114,13 +116,13 @@ class FlatIndex:
         picked = top if rows is None else rows[top]
         return [self._ids[r] for r in picked], scores[top]
 
-    def _mask(self, n, system_ids, start_us, end_us, only_ids):
+    def _mask(self, n, system_ids, start_us, end_us, only_keys):
         """True for 'every row', None for 'no row', else a boolean row mask."""
         if n == 0:
             return None
         mask: np.ndarray | bool = True if self._dead == 0 else self._alive[:n]
-        if only_ids is not None:
-            rows = [self._row_of[i] for i in only_ids if i in self._row_of]
+        if only_keys is not None:
+            rows = [self._row_of[i] for i in only_keys if i in self._row_of]
             if not rows:
                 return None
             hit = np.zeros(n, dtype=bool)

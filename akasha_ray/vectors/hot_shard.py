@@ -1,7 +1,8 @@
 """A hot shard: one DuckDB file holding memories, plus the exact in-memory index built from it.
 
 DuckDB is the source of truth (durable across restarts, WAL-protected); the index is a cache that
-is rebuilt from the file on open and updated only after a write has committed.
+is rebuilt from the file on open and updated only after a write has committed. Rows are keyed by
+`(system_id, id)` (`identity.memory_key` in the index): two systems may use the same id.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from akasha_ray.embedding_dim import DIM
+from akasha_ray.identity import by_key, first_per_key, key_array, keys_of, memory_key, split_key
 from akasha_ray.records import SCHEMA, time_us_of, vectors_of
 from akasha_ray.times import to_us
 from akasha_ray.vectors.flat_index import FlatIndex
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS memories (
-    id VARCHAR PRIMARY KEY,
+    id VARCHAR NOT NULL,
     system_id VARCHAR NOT NULL,
     conversation_id VARCHAR NOT NULL,
     content VARCHAR NOT NULL,
@@ -34,14 +36,29 @@ CREATE TABLE IF NOT EXISTS memories (
     metadata JSON,
     embedding FLOAT[{DIM}] NOT NULL,
     model VARCHAR NOT NULL,
-    model_revision VARCHAR NOT NULL
-)
+    model_revision VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    PRIMARY KEY (system_id, id)
+);
+-- A delete is final: the shard that owns a system keeps its deleted keys, whatever tier the
+-- memory was in, and every later write and migration step asks here (see akasha_ray.memories).
+CREATE TABLE IF NOT EXISTS tombstones (
+    system_id VARCHAR NOT NULL,
+    id VARCHAR NOT NULL,
+    deleted_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (system_id, id)
+);
 """
 _COLUMNS = ", ".join(SCHEMA.names)
-_IDS_VIEW = "akasha_wanted_ids"
+_KEYS_VIEW = "akasha_wanted_keys"
 _ROW_COLUMNS = (
     "id, system_id, conversation_id, content, created_at, metadata, model, model_revision"
 )
+
+
+def _join(alias: str) -> str:
+    """Join the registered keys onto the table aliased `alias`."""
+    return f"JOIN {_KEYS_VIEW} w ON {alias}.system_id = w.system_id AND {alias}.id = w.id"
 
 
 class HotShard:
@@ -64,16 +81,20 @@ class HotShard:
         for batch in reader:
             table = pa.Table.from_batches([batch])
             self.index.add(
-                table.column("id").to_pylist(),
+                keys_of(table),
                 table.column("system_id").to_pylist(),
                 time_us_of(table),
                 vectors_of(table),
             )
 
     def insert(self, batch: pa.Table) -> list[str]:
-        """Store the memories whose ids are new and return their ids; a resent batch is a no-op."""
-        batch = _first_per_id(batch.select(SCHEMA.names).cast(SCHEMA))
-        fresh = batch.filter(pc.invert(pc.is_in(batch.column("id"), self._known(batch))))
+        """Store the memories whose keys are new and not deleted; returns their keys. A resent
+        batch is a no-op; so is a deleted key (the write path answers it before this)."""
+        batch = first_per_key(batch.select(SCHEMA.names).cast(SCHEMA))
+        keys = key_array(batch)
+        known = [k for k in keys.to_pylist() if k in self.index]
+        known += self.buried(keys.to_pylist())
+        fresh = batch.filter(pc.invert(pc.is_in(keys, pa.array(known, type=pa.string()))))
         if fresh.num_rows == 0:
             return []
         self._db.register("fresh", fresh)
@@ -81,73 +102,116 @@ class HotShard:
             self._db.execute(f"INSERT INTO memories ({_COLUMNS}) SELECT {_COLUMNS} FROM fresh")
         finally:
             self._db.unregister("fresh")
-        ids = fresh.column("id").to_pylist()
+        fresh_keys = keys_of(fresh)
         self.index.add(
-            ids, fresh.column("system_id").to_pylist(), time_us_of(fresh), vectors_of(fresh)
+            fresh_keys, fresh.column("system_id").to_pylist(), time_us_of(fresh), vectors_of(fresh)
         )
-        return ids
+        return fresh_keys
 
-    def _known(self, batch: pa.Table) -> pa.Array:
-        ids = batch.column("id").to_pylist()
-        return pa.array([i for i in ids if i in self.index], type=pa.string())
-
-    def get(self, memory_id: str) -> dict[str, Any] | None:
-        rows = self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id = ?", [memory_id])
+    def get(self, key: str) -> dict[str, Any] | None:
+        rows = self.get_many([key])
         return rows[0] if rows else None
 
-    def existing(self, ids: Sequence[str]) -> list[str]:
-        return [i for i in dict.fromkeys(ids) if i in self.index]
-
-    def get_many(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The stored memories among `ids` (any order); unknown ids are skipped."""
-        ids = [i for i in ids if i in self.index]
-        if not ids:
-            return []
-        marks = ", ".join("?" * len(ids))  # placeholders only; the ids travel as parameters
-        return self._rows(f"SELECT {_ROW_COLUMNS} FROM memories WHERE id IN ({marks})", ids)
-
-    def delete(self, memory_id: str) -> bool:
-        return bool(self.delete_many([memory_id]))
-
-    def delete_many(self, ids: Sequence[str]) -> list[str]:
-        """Delete the memories among `ids`; returns those that were there."""
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            return []
-        with self._id_table(ids) as wanted:
-            deleted = self._db.execute(
-                f"DELETE FROM memories WHERE id IN (SELECT id FROM {wanted}) RETURNING id"
+    def existing(self, keys: Sequence[str]) -> dict[str, str]:
+        """The content hash of each key held."""
+        keys = [k for k in dict.fromkeys(keys) if k in self.index]
+        if not keys:
+            return {}
+        with self._key_table(keys):
+            rows = self._db.execute(
+                f"SELECT m.system_id, m.id, m.content_hash FROM memories m {_join('m')}"
             ).fetchall()
-        for memory_id in ids:
-            self.index.remove(memory_id)
-        gone = {row[0] for row in deleted}
-        return [i for i in ids if i in gone]
+        return {memory_key(system_id, i): digest for system_id, i, digest in rows}
 
-    def fetch(self, ids: Sequence[str]) -> pa.Table:
+    def get_many(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """The stored memories among `keys` (any order); unknown keys are skipped."""
+        keys = [k for k in dict.fromkeys(keys) if k in self.index]
+        if not keys:
+            return []
+        columns = ", ".join(f"m.{c.strip()}" for c in _ROW_COLUMNS.split(","))
+        with self._key_table(keys):
+            return self._rows(f"SELECT {columns} FROM memories m {_join('m')}")
+
+    def delete(self, key: str) -> bool:
+        return bool(self.delete_many([key]))
+
+    def delete_many(self, keys: Sequence[str]) -> list[str]:
+        """Delete the memories among `keys`; returns those that were there."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+        with self._key_table(keys):
+            deleted = self._db.execute(
+                f"DELETE FROM memories m USING {_KEYS_VIEW} w "
+                "WHERE m.system_id = w.system_id AND m.id = w.id RETURNING m.system_id, m.id"
+            ).fetchall()
+        for key in keys:
+            self.index.remove(key)
+        gone = {memory_key(system_id, i) for system_id, i in deleted}
+        return [k for k in keys if k in gone]
+
+    def bury(self, keys: Sequence[str], when: datetime) -> None:
+        """Record these keys as deleted, for good (durable when this returns)."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return
+        with self._key_table(keys):
+            self._db.execute(
+                "INSERT INTO tombstones SELECT w.system_id, w.id, ? FROM "
+                f"{_KEYS_VIEW} w ON CONFLICT DO NOTHING",
+                [when],
+            )
+
+    def buried(self, keys: Sequence[str]) -> list[str]:
+        """The keys among these that were deleted."""
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+        with self._key_table(keys):
+            rows = self._db.execute(
+                f"SELECT t.system_id, t.id FROM tombstones t {_join('t')}"
+            ).fetchall()
+        found = {memory_key(system_id, i) for system_id, i in rows}
+        return [k for k in keys if k in found]
+
+    def check(self, keys: Sequence[str]) -> dict[str, Any]:
+        """What a write of these keys must know before it starts: the content hash of each key
+        held here, and the keys deleted for good."""
+        return {"existing": self.existing(keys), "buried": self.buried(keys)}
+
+    def fetch(self, keys: Sequence[str]) -> pa.Table:
         """Whole memories (vectors included) as a batch, to copy them into another tier."""
-        ids = [i for i in dict.fromkeys(ids) if i in self.index]
-        if not ids:
+        keys = [k for k in dict.fromkeys(keys) if k in self.index]
+        if not keys:
             return SCHEMA.empty_table()
-        with self._id_table(ids) as wanted:
+        columns = ", ".join(f"m.{c}" for c in SCHEMA.names)
+        with self._key_table(keys):
             table = self._db.execute(
-                f"SELECT {_COLUMNS} FROM memories WHERE id IN (SELECT id FROM {wanted})"
+                f"SELECT {columns} FROM memories m {_join('m')}"
             ).to_arrow_table()
-        return table.cast(SCHEMA)
+        return table.rename_columns(SCHEMA.names).cast(SCHEMA)
 
     @contextmanager
-    def _id_table(self, ids: list[str]) -> Iterator[str]:
-        """The ids as a one-column Arrow table DuckDB can join (registered for the block): for
-        5,000 ids, a join took 0.02 s to fetch and 0.13 s to delete, where `IN (?, ?, ...)` with
-        one parameter per id took 0.24 s and 2.2 s."""
-        self._db.register(_IDS_VIEW, pa.table({"id": pa.array(ids, type=pa.string())}))
+    def _key_table(self, keys: list[str]) -> Iterator[str]:
+        """The keys as a two-column Arrow table DuckDB can join (registered for the block): for
+        5,000 keys, a join took 0.02 s to fetch and 0.13 s to delete, where `IN (?, ?, ...)` with
+        one parameter per key took 0.24 s and 2.2 s."""
+        pairs = [split_key(k) for k in keys]
+        table = pa.table(
+            {
+                "system_id": pa.array([p[0] for p in pairs], type=pa.string()),
+                "id": pa.array([p[1] for p in pairs], type=pa.string()),
+            }
+        )
+        self._db.register(_KEYS_VIEW, table)
         try:
-            yield _IDS_VIEW
+            yield _KEYS_VIEW
         finally:
-            self._db.unregister(_IDS_VIEW)
+            self._db.unregister(_KEYS_VIEW)
 
-    def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
-        """Up to `limit` ids created before `cutoff`, oldest first: what has aged out."""
-        return self.index.ids_before(_us(cutoff), limit)
+    def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Up to `limit` keys created before `cutoff`, oldest first: what has aged out."""
+        return self.index.keys_before(_us(cutoff), limit)
 
     def search(
         self,
@@ -156,19 +220,19 @@ class HotShard:
         system_ids: Sequence[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
-        only_ids: Sequence[str] | None = None,
+        only_keys: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Exact top-k by cosine similarity, filters applied before ranking, best first."""
         started = time.perf_counter()
-        ids, scores = self.index.search(vector, k, system_ids, _us(start), _us(end), only_ids)
+        keys, scores = self.index.search(vector, k, system_ids, _us(start), _us(end), only_keys)
         # The part of a search that grows with the rows held (see akasha_ray.hot_window).
         self.last_scan_ms = (time.perf_counter() - started) * 1000
-        if not ids:
+        if not keys:
             return []
-        by_id = {row["id"]: row for row in self.get_many(ids)}
+        rows = by_key(self.get_many(keys))
         hits = []
-        for memory_id, score in zip(ids, scores.tolist(), strict=True):
-            row = by_id.get(memory_id)
+        for key, score in zip(keys, scores.tolist(), strict=True):
+            row = rows.get(key)
             if row is not None:
                 row["similarity"] = score
                 hits.append(row)
@@ -205,23 +269,14 @@ class HotShard:
     def close(self) -> None:
         self._db.close()
 
-    def _rows(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-        cursor = self._db.execute(sql, params)
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cursor = self._db.execute(sql, params or [])
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         for row in rows:
             if row["metadata"] is not None:
                 row["metadata"] = json.loads(row["metadata"])
         return rows
-
-
-def _first_per_id(batch: pa.Table) -> pa.Table:
-    ids = batch.column("id").to_pylist()
-    if len(set(ids)) == len(ids):
-        return batch
-    seen: set[str] = set()
-    keep = [not (i in seen or seen.add(i)) for i in ids]
-    return batch.filter(pa.array(keep))
 
 
 def _us(moment: datetime | None) -> int | None:

@@ -79,12 +79,12 @@ def test_remove_and_compaction_keep_answers_exact(data):
     assert index.search(q, 1)[0] == ["again"]
 
 
-def test_only_ids_filter(data):
+def test_only_keys_filter(data):
     rng, x, _, _, index = data
     q = _unit(rng, 1)[0]
     wanted = [f"m{i}" for i in (3, 30, 300, 3000)] + ["not-there"]
-    ids, _ = index.search(q, 10, only_ids=wanted)
+    ids, _ = index.search(q, 10, only_keys=wanted)
     expected = sorted((i for i in (3, 30, 300, 3000)), key=lambda i: -(x[i] @ q))
     assert ids == [f"m{i}" for i in expected]
-    assert index.search(q, 10, only_ids=["not-there"])[0] == []
-    assert index.search(q, 10, system_ids=["s0"], only_ids=["m3"])[0] == []  # m3 is s3
+    assert index.search(q, 10, only_keys=["not-there"])[0] == []
+    assert index.search(q, 10, system_ids=["s0"], only_keys=["m3"])[0] == []  # m3 is s3

@@ -1,8 +1,10 @@
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
+from akasha_ray.identity import keys_of, memory_key
 from akasha_ray.models import MemoryIn
 from akasha_ray.records import build_batch
 from akasha_ray.vectors.hot_shard import HotShard
@@ -34,9 +36,9 @@ def shard(tmp_path):
     shard.close()
 
 
-def test_insert_is_idempotent_by_id(shard):
+def test_insert_is_idempotent_by_key(shard):
     batch, _ = _batch(300)
-    assert len(shard.insert(batch)) == 300
+    assert shard.insert(batch) == keys_of(batch)
     assert shard.insert(batch) == []
     assert shard.insert(batch.slice(10, 50)) == []
     assert shard.stats()["count"] == 300 == shard.stats()["indexed"]
@@ -44,8 +46,6 @@ def test_insert_is_idempotent_by_id(shard):
 
 def test_duplicate_ids_inside_one_batch_store_once(shard):
     batch, _ = _batch(10)
-    import pyarrow as pa
-
     doubled = pa.concat_tables([batch, batch])
     assert len(shard.insert(doubled)) == 10
 
@@ -55,6 +55,7 @@ def test_search_is_exact_with_filters(shard):
     shard.insert(batch)
     systems = np.array(batch.column("system_id").to_pylist())
     ids = np.array(batch.column("id").to_pylist())
+    assert len(set(ids)) == len(ids)
     times = np.array([NOW - timedelta(hours=i) for i in range(2000)])
     q = x[17]
     start, end = NOW - timedelta(hours=500), NOW - timedelta(hours=100)
@@ -73,12 +74,14 @@ def test_get_delete_and_metadata(shard):
     batch, _ = _batch(5)
     ids = shard.insert(batch)
     row = shard.get(ids[1])
+    assert memory_key(row["system_id"], row["id"]) == ids[1]
     assert row["content"] == "memory 1" and row["metadata"] == {"n": 1}
     assert row["model"] == "m" and row["model_revision"] == "r"
     assert shard.delete(ids[1]) is True
     assert shard.delete(ids[1]) is False
     assert shard.get(ids[1]) is None
-    assert ids[1] not in [h["id"] for h in shard.search(np.ones(384, np.float32) / 19.6, 10)]
+    hits = shard.search(np.ones(384, np.float32) / 19.6, 10)
+    assert ids[1] not in [memory_key(h["system_id"], h["id"]) for h in hits]
 
 
 def test_data_and_index_survive_reopen(tmp_path):
@@ -99,20 +102,74 @@ def test_data_and_index_survive_reopen(tmp_path):
     reopened.close()
 
 
-def test_fetch_ids_before_and_delete_many_move_whole_memories(shard, tmp_path):
+def test_fetch_keys_before_and_delete_many_move_whole_memories(shard, tmp_path):
     batch, x = _batch(50)
     ids = shard.insert(batch)
-    old = shard.ids_before(NOW - timedelta(hours=39.5), 100)  # created 40..49 hours ago
+    old = shard.keys_before(NOW - timedelta(hours=39.5), 100)  # created 40..49 hours ago
     assert old == ids[49:39:-1]  # oldest first
-    assert shard.ids_before(NOW - timedelta(hours=39.5), 3) == ids[49:46:-1]
-    moved = shard.fetch([*old, "unknown"])
+    assert shard.keys_before(NOW - timedelta(hours=39.5), 3) == ids[49:46:-1]
+    moved = shard.fetch([*old, "sys-0/unknown"])
     assert moved.num_rows == 10 and moved.schema == batch.schema
     other = HotShard(tmp_path / "other.duckdb")
     assert sorted(other.insert(moved)) == sorted(old)
     row = other.get(old[0])
     assert row == {**shard.get(old[0])}
     assert np.allclose(other.search(x[45], 1)[0]["similarity"], 1, atol=1e-5)
-    assert shard.delete_many([*old, "unknown"]) == old
+    assert shard.delete_many([*old, "sys-0/unknown"]) == old
     assert shard.delete_many(old) == []
-    assert shard.stats()["count"] == 40 and shard.ids_before(NOW - timedelta(hours=39.5), 9) == []
+    assert shard.stats()["count"] == 40 and shard.keys_before(NOW - timedelta(hours=39.5), 9) == []
     other.close()
+
+
+def _one(system_id, memory_id, content, vector_seed=0):
+    rng = np.random.default_rng(vector_seed)
+    x = rng.standard_normal((1, 384)).astype(np.float32)
+    x /= np.linalg.norm(x)
+    memory = MemoryIn(
+        id=memory_id, system_id=system_id, conversation_id="c", content=content, created_at=NOW
+    )
+    return build_batch([memory], x, model="m", model_revision="r", now=NOW), x[0]
+
+
+def test_the_same_id_in_two_systems_is_two_memories(shard):
+    a, xa = _one("sys-a", "msg-1", "from a", 1)
+    b, xb = _one("sys-b", "msg-1", "from b", 2)
+    assert shard.insert(b) == ["sys-b/msg-1"]
+    assert shard.insert(a) == ["sys-a/msg-1"]
+    assert shard.get("sys-a/msg-1")["content"] == "from a"
+    assert shard.get("sys-b/msg-1")["content"] == "from b"
+    assert [h["content"] for h in shard.search(xa, 5, ["sys-a"])] == ["from a"]
+    assert shard.delete("sys-a/msg-1") is True
+    assert shard.get("sys-a/msg-1") is None
+    assert shard.get("sys-b/msg-1")["content"] == "from b"
+    assert [h["system_id"] for h in shard.search(xb, 5)] == ["sys-b"]
+
+
+def test_existing_maps_keys_to_content_hashes(shard):
+    a, _ = _one("sys-a", "msg-1", "from a")
+    changed, _ = _one("sys-a", "msg-1", "other words")
+    shard.insert(a)
+    stored = shard.existing(["sys-a/msg-1", "sys-b/msg-1"])
+    assert stored == {"sys-a/msg-1": a.column("content_hash")[0].as_py()}
+    assert stored["sys-a/msg-1"] != changed.column("content_hash")[0].as_py()
+    assert shard.insert(changed) == []  # the stored row stays (the write path answers 409)
+    assert shard.get("sys-a/msg-1")["content"] == "from a"
+
+
+def test_buried_keys_are_never_stored_again_and_survive_reopen(tmp_path):
+    path = tmp_path / "s.duckdb"
+    shard = HotShard(path)
+    a, _ = _one("sys-a", "msg-1", "from a")
+    b, _ = _one("sys-b", "msg-1", "from b")
+    shard.insert(pa.concat_tables([a, b]))
+    shard.bury(["sys-a/msg-1"], NOW)
+    shard.bury(["sys-a/msg-1"], NOW)  # idempotent
+    assert shard.delete_many(["sys-a/msg-1"]) == ["sys-a/msg-1"]
+    assert shard.insert(a) == []
+    assert shard.buried(["sys-a/msg-1", "sys-b/msg-1"]) == ["sys-a/msg-1"]
+    shard.close()
+    reopened = HotShard(path)
+    assert reopened.insert(a) == [] and reopened.get("sys-a/msg-1") is None
+    assert reopened.buried(["sys-a/msg-1"]) == ["sys-a/msg-1"]
+    assert reopened.get("sys-b/msg-1")["content"] == "from b"
+    reopened.close()
