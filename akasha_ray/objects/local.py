@@ -2,6 +2,10 @@
 
 A write goes to a temporary file beside its target, is flushed to disk, then renamed over the
 target (`os.replace` is atomic on POSIX), so a reader or a crash never leaves half an object.
+
+Durable when it returns: a `put` fsyncs the file, its folder (the rename) and the parent of each
+folder it created (their names); a `delete` fsyncs the folder. So an object written survives a
+`kill -9` and a power cut, and a deleted one stays deleted.
 """
 
 from __future__ import annotations
@@ -41,8 +45,7 @@ class LocalObjectStore:
         return await asyncio.to_thread(self.path_of(key).is_file)
 
     async def delete(self, key: str) -> None:
-        path = self.path_of(key)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(self._delete, self.path_of(key))
 
     async def list_objects(self, prefix: str = "") -> list[ObjectInfo]:
         return await asyncio.to_thread(self._list, check_prefix(prefix))
@@ -50,9 +53,8 @@ class LocalObjectStore:
     async def close(self) -> None:
         return None
 
-    @staticmethod
-    def _put(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _put(self, path: Path, data: bytes) -> None:
+        self._make_folders(path.parent)
         temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
         try:
             with temp.open("wb") as out:
@@ -64,6 +66,26 @@ class LocalObjectStore:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
         _fsync_dir(path.parent)  # make the rename itself durable
+
+    def _make_folders(self, folder: Path) -> None:
+        """Create `folder` and its missing parents, each name synced into its parent."""
+        missing = []
+        while not folder.is_dir():
+            missing.append(folder)
+            if folder == self.root or folder.parent == folder:
+                break
+            folder = folder.parent
+        for created in reversed(missing):
+            created.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(created.parent)
+
+    @staticmethod
+    def _delete(path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
 
     def _list(self, prefix: str) -> list[ObjectInfo]:
         folder, _, _ = prefix.rpartition("/")

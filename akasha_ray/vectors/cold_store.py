@@ -6,16 +6,22 @@ Layout under the `cold/` prefix:
   day and system partitions match its filters, through DuckDB (the local backend's files directly;
   an S3 backend's objects fetched into a scratch folder first), and ranks them by exact cosine in
   numpy: measured faster than DuckDB's `array_cosine_similarity` over the same rows.
-- `cold/_index/<uuid7>.parquet`: (id, key) hints naming the data file each id went to, written
-  before the data files, so that `get`, `delete` and the idempotency check read only the files
-  that may hold an id. A hint is only a hint: the data file decides (a crash between the two
-  writes leaves a hint to a file that does not exist, which is ignored). Hint files are merged
-  once there are more than HINT_FILES_MAX of them.
+- `cold/_keys/<uuid7>.parquet`: (key, file) hints naming the data file each memory key
+  (`<system_id>/<id>`, see `akasha_ray.identity`) went to, written before the data files, so that
+  `get`, `fetch`, `delete`, `existing` and the idempotency check read only the files that may hold
+  a key, and only in that key's own system partition. A hint is only a hint: the data file decides
+  (a crash between the two writes leaves a hint to a file that does not exist, which is ignored).
+  Hint files are merged once there are more than HINT_FILES_MAX of them. (Hints of earlier
+  versions, keyed by id alone, were under `cold/_index/` and are not read.)
 
 A memory's partition follows from its created_at and system_id, and a data file is replaced whole
 (atomically, by the seam's contract) when a delete removes rows from it, even when that leaves it
 empty, so a file a reader has listed is still there to open. One writer at a time: the
 owner (one actor or job) holds this store; any number of readers may search.
+
+Durability: every write is durable when `put` returns (a local folder fsyncs each file and its
+folders, see objects/local.py; an S3 PUT is durable once completed), so `make_durable` has
+nothing left to do.
 """
 
 from __future__ import annotations
@@ -40,10 +46,12 @@ import pyarrow.parquet as pq
 
 from akasha_ray.config import ObjectsConfig
 from akasha_ray.embedding_dim import DIM
-from akasha_ray.errors import NotFound
+from akasha_ray.errors import InvalidInput, NotFound
+from akasha_ray.identity import SEPARATOR, first_per_key, key_array, keys_of, split_key
 from akasha_ray.ids import new_id
 from akasha_ray.objects import ObjectStore, open_object_store
 from akasha_ray.objects.local import LocalObjectStore
+from akasha_ray.records import SCHEMA
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
 
@@ -51,11 +59,13 @@ PREFIX = "cold"
 HINT_FILES_MAX = 64
 LIST_DAYS_MAX = 62  # a range of up to this many days lists each day's folder, else everything
 FETCH_CONCURRENCY = 16
+HINTS = "_keys"
 _ROW_SQL = (
     "SELECT id, system_id, conversation_id, content, epoch_us(created_at) AS created_us, "
     "metadata, model, model_revision"
 )
-_HINT_SCHEMA = pa.schema([("id", pa.string()), ("key", pa.string())])
+_KEY_SQL = "(system_id || $sep || id)"  # a row's memory key, as identity.memory_key makes it
+_HINT_SCHEMA = pa.schema([("key", pa.string()), ("file", pa.string())])
 
 
 class ColdStore:
@@ -74,57 +84,94 @@ class ColdStore:
     # -- writes ------------------------------------------------------------------------------------
 
     async def insert(self, batch: pa.Table) -> list[str]:
-        """Store the memories whose ids are new and return their ids; a resent batch is a no-op."""
+        """Store the memories whose keys are new and return their keys; a resent batch is a
+        no-op. A key already stored keeps its stored row, whatever this batch holds for it."""
         batch = normalized(batch)
         if batch.num_rows == 0:
             return []
+        _check_names(batch)
         async with self._write_lock:
-            known = await self._stored(batch.column("id").to_pylist())
+            known = list(await self._stored(keys_of(batch)))
             if known:
-                batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), pa.array(known))))
+                batch = batch.filter(pc.invert(pc.is_in(key_array(batch), pa.array(known))))
             if batch.num_rows == 0:
                 return []
             files = _partition(batch, self.prefix)
             hints = pa.table(
                 {
-                    "id": [i for key, part in files for i in part.column("id").to_pylist()],
-                    "key": [key for key, part in files for _ in range(part.num_rows)],
+                    "key": [k for _, part in files for k in keys_of(part)],
+                    "file": [file for file, part in files for _ in range(part.num_rows)],
                 },
                 schema=_HINT_SCHEMA,
             )
             await self.objects.put(self._hint_key(), _parquet(hints))  # hints first: see above
             await _gather_limited([self.objects.put(key, _parquet(part)) for key, part in files])
             await self._merge_hints_if_many()
-        return batch.column("id").to_pylist()
+        return keys_of(batch)
 
-    async def delete(self, memory_id: str) -> bool:
-        return bool(await self.delete_many([memory_id]))
+    async def make_durable(self) -> None:
+        """Nothing to do: each write was durable when it returned (see the module docstring)."""
+        return None
 
-    async def delete_many(self, memory_ids: Sequence[str]) -> list[str]:
-        """Delete these ids (rewriting each data file that holds one); returns those found."""
-        wanted = list(dict.fromkeys(memory_ids))
+    async def delete(self, key: str) -> bool:
+        return bool(await self.delete_many([key]))
+
+    async def delete_many(self, keys: Sequence[str]) -> list[str]:
+        """Delete these keys (rewriting each data file that holds one); returns those found."""
+        wanted = list(dict.fromkeys(keys))
         removed: set[str] = set()
         async with self._write_lock:
-            for key in sorted({k for keys in (await self._hints(wanted)).values() for k in keys}):
+            for file in await self._files_of(wanted):
                 try:
-                    table = pq.read_table(io.BytesIO(await self.objects.get(key)))
+                    table = pq.read_table(io.BytesIO(await self.objects.get(file)))
                 except NotFound:
                     continue
-                hit = pc.is_in(table.column("id"), pa.array(wanted, pa.string()))
+                hit = pc.is_in(key_array(table), pa.array(wanted, pa.string()))
                 if not pc.any(hit).as_py():
                     continue
-                removed.update(table.filter(hit).column("id").to_pylist())
+                removed.update(keys_of(table.filter(hit)))
                 # Replaced, never removed (even when empty): a reader that listed the file
                 # can still open it.
-                await self.objects.put(key, _parquet(table.filter(pc.invert(hit))))
-        return [i for i in wanted if i in removed]
+                await self.objects.put(file, _parquet(table.filter(pc.invert(hit))))
+        return [k for k in wanted if k in removed]
 
     # -- reads -------------------------------------------------------------------------------------
 
-    async def get(self, memory_id: str) -> dict[str, Any] | None:
-        keys = (await self._hints([memory_id])).get(memory_id, set())
-        rows = await self._rows_by_id(sorted(keys), [memory_id])
+    async def get(self, key: str) -> dict[str, Any] | None:
+        files = await self._files_of([key])
+        if not files:
+            return None
+        async with self._readable(files) as paths:
+            rows = await asyncio.to_thread(_rows_in, paths, [key])
         return rows[0] if rows else None
+
+    async def fetch(self, keys: Sequence[str]) -> pa.Table:
+        """The stored rows of these keys (embeddings and content_hash included) in
+        `records.SCHEMA`, in the order asked."""
+        wanted = list(dict.fromkeys(keys))
+        files = await self._files_of(wanted)
+        if not files:
+            return SCHEMA.empty_table()
+        async with self._readable(files) as paths:
+            table = await asyncio.to_thread(_table_in, paths, wanted)
+        return table
+
+    async def existing(self, keys: Sequence[str]) -> dict[str, str]:
+        """The content_hash of each of these keys that the archive holds."""
+        return await self._stored(list(dict.fromkeys(keys)))
+
+    async def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Up to `limit` keys created before `cutoff`, in no particular order (reads the files
+        of the days up to the cutoff's)."""
+        if limit <= 0:
+            return []
+        last = _utc_date(cutoff)
+        infos = await self.objects.list_objects(f"{self.prefix}/day=")
+        files = [i.key for i in infos if (parsed := _data(i.key)) is not None and parsed[0] <= last]
+        if not files:
+            return []
+        async with self._readable(files) as paths:
+            return await asyncio.to_thread(_keys_before, paths, to_us(cutoff), limit)
 
     async def search(
         self,
@@ -150,13 +197,9 @@ class ColdStore:
             if not found:
                 return []
             holding = sorted({path for _, path, _ in found})  # read only the files with a hit
-            rows = await asyncio.to_thread(_rows_in, holding, [i for i, _, _ in found])
-        by_id = {row["id"]: row for row in rows}
-        return [
-            {**by_id[memory_id], "similarity": score}
-            for memory_id, _, score in found
-            if memory_id in by_id
-        ]
+            rows = await asyncio.to_thread(_rows_in, holding, [key for key, _, _ in found])
+        by_key = {row_key(row): row for row in rows}
+        return [{**by_key[key], "similarity": score} for key, _, score in found if key in by_key]
 
     async def stats(self) -> dict[str, Any]:
         """count, systems, oldest, newest, bytes and files (reads every file's created_at)."""
@@ -187,11 +230,22 @@ class ColdStore:
     # -- internals ---------------------------------------------------------------------------------
 
     def _hint_key(self) -> str:
-        return f"{self.prefix}/_index/{new_id()}.parquet"
+        return f"{self.prefix}/{HINTS}/{new_id()}.parquet"
 
-    async def _hints(self, memory_ids: list[str]) -> dict[str, set[str]]:
-        """id -> keys of the data files that may hold it."""
-        infos = await self.objects.list_objects(f"{self.prefix}/_index/")
+    async def _files_of(self, keys: list[str]) -> list[str]:
+        """The data files that may hold these keys, sorted."""
+        return sorted({file for files in (await self._hints(keys)).values() for file in files})
+
+    async def _hints(self, keys: list[str]) -> dict[str, set[str]]:
+        """key -> the data files that may hold it, each in the key's own system partition (a key
+        that is not one, `<system_id>/<id>`, names no file)."""
+        systems = {}
+        for key in keys:
+            try:
+                systems[key] = _system_part(split_key(key)[0])
+            except ValueError:
+                continue
+        infos = await self.objects.list_objects(f"{self.prefix}/{HINTS}/")
         live = {info.key for info in infos}
         self._hint_cache = {k: t for k, t in self._hint_cache.items() if k in live}
         missing = [info.key for info in infos if info.key not in self._hint_cache]
@@ -200,36 +254,28 @@ class ColdStore:
             if data is not None:
                 self._hint_cache[key] = pq.read_table(io.BytesIO(data), schema=_HINT_SCHEMA)
         found: dict[str, set[str]] = defaultdict(set)
-        wanted = pa.array(memory_ids, pa.string())
+        wanted = pa.array(list(systems), pa.string())
         for table in self._hint_cache.values():
-            hits = table.filter(pc.is_in(table.column("id"), wanted))
-            for memory_id, key in zip(
-                hits.column("id").to_pylist(), hits.column("key").to_pylist(), strict=True
+            hits = table.filter(pc.is_in(table.column("key"), wanted))
+            for key, file in zip(
+                hits.column("key").to_pylist(), hits.column("file").to_pylist(), strict=True
             ):
-                found[memory_id].add(key)
+                parsed = _data(file)
+                if parsed is not None and parsed[1] == systems[key]:
+                    found[key].add(file)
         return found
 
-    async def existing(self, memory_ids: Sequence[str]) -> list[str]:
-        """The ids among these that the archive holds."""
-        return await self._stored(list(memory_ids))
-
-    async def _stored(self, memory_ids: list[str]) -> list[str]:
-        """The ids among these that a data file really holds."""
-        hints = await self._hints(memory_ids)
-        keys = sorted({key for keys in hints.values() for key in keys})
-        if not keys:
-            return []
-        async with self._readable(keys) as paths:
-            return await asyncio.to_thread(_ids_in, paths, list(hints))
-
-    async def _rows_by_id(self, keys: list[str], memory_ids: list[str]) -> list[dict[str, Any]]:
-        if not keys:
-            return []
-        async with self._readable(keys) as paths:
-            return await asyncio.to_thread(_rows_in, paths, memory_ids)
+    async def _stored(self, keys: list[str]) -> dict[str, str]:
+        """key -> content_hash of the keys among these that a data file really holds."""
+        hints = await self._hints(keys)
+        files = sorted({file for files in hints.values() for file in files})
+        if not files:
+            return {}
+        async with self._readable(files) as paths:
+            return await asyncio.to_thread(_hashes_in, paths, list(hints))
 
     async def _merge_hints_if_many(self) -> None:
-        infos = await self.objects.list_objects(f"{self.prefix}/_index/")
+        infos = await self.objects.list_objects(f"{self.prefix}/{HINTS}/")
         if len(infos) <= HINT_FILES_MAX:
             return
         await self._hints([])  # loads every hint file into the cache
@@ -307,6 +353,17 @@ def _partition(batch: pa.Table, prefix: str) -> list[tuple[str, pa.Table]]:
     return files
 
 
+def row_key(row: dict[str, Any]) -> str:
+    return f"{row['system_id']}{SEPARATOR}{row['id']}"
+
+
+def _check_names(batch: pa.Table) -> None:
+    """Ids and system ids without SEPARATOR (the API refuses them; batches from elsewhere too)."""
+    for name in ("id", "system_id"):
+        if pc.any(pc.match_substring(batch.column(name), SEPARATOR)).as_py():
+            raise InvalidInput(f"{name} may not contain {SEPARATOR!r}", field=name)
+
+
 def _system_part(system_id: str) -> str:
     return quote(system_id, safe="")
 
@@ -380,15 +437,15 @@ def _top_k(
     start_us: int | None,
     end_us: int | None,
 ) -> list[tuple[str, str, float]]:
-    """(id, path, cosine) of the best k rows passing the filters, best first."""
+    """(key, path, cosine) of the best k rows passing the filters, best first."""
     if not paths:
         return []
     where, params = _filters(system_ids, start_us, end_us)
     with duckdb.connect() as db:
         table = db.execute(
-            "SELECT id, filename, embedding FROM read_parquet($paths, filename = true) "
-            f"WHERE {where}",
-            {"paths": paths, **params},
+            f"SELECT {_KEY_SQL} AS id, filename, embedding "
+            f"FROM read_parquet($paths, filename = true) WHERE {where}",
+            {"paths": paths, "sep": SEPARATOR, **params},
         ).to_arrow_table()
     if table.num_rows == 0:
         return []
@@ -402,18 +459,22 @@ def _top_k(
     ids = table.column("id").to_pylist()
     files = table.column("filename").to_pylist()
     best: dict[str, tuple[str, str, float]] = {}
-    for row in top.tolist():  # a crash mid-rewrite could leave an id twice: keep its best
+    for row in top.tolist():  # a crash mid-rewrite could leave a key twice: keep its best
         best.setdefault(ids[row], (ids[row], files[row], float(scores[row])))
     return list(best.values())
 
 
-def _rows_in(paths: list[str], memory_ids: list[str]) -> list[dict[str, Any]]:
+_BY_KEY = f"{_KEY_SQL} IN (SELECT unnest($keys))"
+
+
+def _rows_in(paths: list[str], keys: list[str]) -> list[dict[str, Any]]:
+    """The memories of these keys, as `get` answers them, in the order of `keys`."""
     if not paths:
         return []
     with duckdb.connect() as db:
         cursor = db.execute(
-            f"{_ROW_SQL} FROM read_parquet($paths) WHERE id IN (SELECT unnest($ids))",
-            {"paths": paths, "ids": memory_ids},
+            f"{_ROW_SQL} FROM read_parquet($paths) WHERE {_BY_KEY}",
+            {"paths": paths, "keys": keys, "sep": SEPARATOR},
         )
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
@@ -422,17 +483,46 @@ def _rows_in(paths: list[str], memory_ids: list[str]) -> list[dict[str, Any]]:
         created_us = row.pop("created_us")
         row["created_at"] = from_us(created_us)
         row["metadata"] = None if row["metadata"] is None else json.loads(row["metadata"])
-        memories.setdefault(row["id"], row)
-    return [memories[i] for i in memory_ids if i in memories]
+        memories.setdefault(row_key(row), row)
+    return [memories[k] for k in keys if k in memories]
 
 
-def _ids_in(paths: list[str], memory_ids: list[str]) -> list[str]:
+def _table_in(paths: list[str], keys: list[str]) -> pa.Table:
+    """The whole rows of these keys in `records.SCHEMA`, in the order of `keys`."""
+    if not paths:
+        return SCHEMA.empty_table()
+    with duckdb.connect() as db:
+        table = db.execute(
+            f"SELECT {', '.join(SCHEMA.names)} FROM read_parquet($paths) WHERE {_BY_KEY}",
+            {"paths": paths, "keys": keys, "sep": SEPARATOR},
+        ).to_arrow_table()
+    table = first_per_key(table.cast(SCHEMA))
+    position = {key: n for n, key in enumerate(keys)}
+    found = keys_of(table)
+    order = sorted(range(table.num_rows), key=lambda n: position[found[n]])
+    return table.take(pa.array(order, pa.int64()))
+
+
+def _hashes_in(paths: list[str], keys: list[str]) -> dict[str, str]:
+    if not paths:
+        return {}
+    with duckdb.connect() as db:
+        rows = db.execute(
+            f"SELECT {_KEY_SQL}, any_value(content_hash) FROM read_parquet($paths) "
+            f"WHERE {_BY_KEY} GROUP BY ALL",
+            {"paths": paths, "keys": keys, "sep": SEPARATOR},
+        ).fetchall()
+    return {key: content_hash for key, content_hash in rows}
+
+
+def _keys_before(paths: list[str], cutoff_us: int, limit: int) -> list[str]:
     if not paths:
         return []
     with duckdb.connect() as db:
         rows = db.execute(
-            "SELECT DISTINCT id FROM read_parquet($paths) WHERE id IN (SELECT unnest($ids))",
-            {"paths": paths, "ids": memory_ids},
+            f"SELECT DISTINCT {_KEY_SQL} FROM read_parquet($paths) "
+            "WHERE epoch_us(created_at) < $cutoff LIMIT $limit",
+            {"paths": paths, "cutoff": cutoff_us, "limit": limit, "sep": SEPARATOR},
         ).fetchall()
     return [row[0] for row in rows]
 

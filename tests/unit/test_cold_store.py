@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from akasha_ray.errors import InvalidInput
+from akasha_ray.identity import keys_of
 from akasha_ray.models import MemoryIn
 from akasha_ray.objects.local import LocalObjectStore
 from akasha_ray.records import SCHEMA, build_batch
@@ -53,7 +55,7 @@ def _data_keys(store):
 async def test_layout_is_partitioned_by_day_and_system(store):
     batch, _ = _batch(12)
     assert isinstance(store, VectorStore)
-    assert await store.insert(batch) == batch.column("id").to_pylist()
+    assert await store.insert(batch) == keys_of(batch)
     keys = _data_keys(store)
     assert keys and all(k.startswith("cold/day=") for k in keys)
     assert "cold/day=2026-01-31/system=sys%3A0%40x" in {k.rsplit("/", 1)[0] for k in keys}
@@ -81,6 +83,7 @@ async def test_search_is_exact_with_filters(store):
     expected = ids[np.argsort(-scores)[:15]].tolist()
     hits = await store.search(q, 15, ["sys:1@x", "sys:2@x"], start, end)
     assert [h["id"] for h in hits] == expected
+    assert "content_hash" not in hits[0]
     assert hits[0]["similarity"] == pytest.approx(float(np.max(scores)), abs=1e-5)
     assert all(start <= h["created_at"] <= end for h in hits)
     unfiltered = await store.search(q, 5)
@@ -110,16 +113,14 @@ async def test_insert_is_idempotent_even_after_a_crash_between_hints_and_data(st
     first = batch.slice(0, 10)
     assert len(await store.insert(first)) == 10
     assert await store.insert(first) == []
-    assert (
-        await store.insert(pa.concat_tables([batch, batch])) == batch.column("id").to_pylist()[10:]
-    )
+    assert await store.insert(pa.concat_tables([batch, batch])) == keys_of(batch)[10:]
 
     # A crash after the hints are written but before the data files: the ids are not stored.
     crashed, _ = _batch(5, seed=9, tag="crashed")
     real_put = store.objects.put
 
     async def put_hints_only(key, data):
-        if "/_index/" not in key:
+        if "/_keys/" not in key:
             raise OSError("crash")
         await real_put(key, data)
 
@@ -127,25 +128,85 @@ async def test_insert_is_idempotent_even_after_a_crash_between_hints_and_data(st
     with pytest.raises(OSError):
         await store.insert(crashed)
     monkeypatch.setattr(store.objects, "put", real_put)
-    assert await store.get(crashed.column("id")[0].as_py()) is None
-    assert await store.insert(crashed) == crashed.column("id").to_pylist()
+    assert await store.get(keys_of(crashed)[0]) is None
+    assert await store.existing(keys_of(crashed)) == {}
+    assert await store.insert(crashed) == keys_of(crashed)
     assert (await store.stats())["count"] == 35
 
 
 async def test_get_delete_rewrites_the_file(store):
     batch, x = _batch(8)
-    ids = await store.insert(batch)
-    row = await store.get(ids[1])
+    keys = await store.insert(batch)
+    ids = batch.column("id").to_pylist()
+    row = await store.get(keys[1])
     assert row["content"] == "memory 1" and row["metadata"] == {"i": 1}
-    assert (await store.get(ids[0]))["metadata"] is None
+    assert row["id"] == ids[1] and "content_hash" not in row
+    assert (await store.get(keys[0]))["metadata"] is None
     assert row["created_at"] == NOW - timedelta(hours=6)
-    assert await store.delete(ids[1]) is True
-    assert await store.delete(ids[1]) is False
-    assert await store.get(ids[1]) is None
+    assert await store.get(ids[1]) is None  # an id alone is not a key
+    assert await store.delete(keys[1]) is True
+    assert await store.delete(keys[1]) is False
+    assert await store.get(keys[1]) is None
     assert ids[1] not in [h["id"] for h in await store.search(x[1], 8)]
-    assert await store.delete_many([ids[2], ids[3], "nope"]) == [ids[2], ids[3]]
+    assert await store.delete_many([keys[2], keys[3], "nope", "s/nope"]) == [keys[2], keys[3]]
     assert (await store.stats())["count"] == 5
-    assert await store.insert(batch) == [ids[1], ids[2], ids[3]]  # new again after delete
+    assert await store.insert(batch) == [keys[1], keys[2], keys[3]]  # new again after delete
+
+
+async def test_same_id_in_two_systems_is_two_memories(store):
+    batch, x = _batch(2, systems=2)
+    ids = batch.column("id").to_pylist()
+    twin = batch.set_column(0, "id", pa.array([ids[0], ids[0]]))  # one id, two systems
+    first, second = keys_of(twin)
+    assert await store.insert(twin.slice(1, 1)) == [second]
+    assert await store.insert(twin) == [first]  # not dropped as "already there"
+    assert (await store.get(first))["content"] == "memory 0"
+    assert (await store.get(second))["content"] == "memory 1"
+    hits = await store.search(x[1], 5, ["sys:0@x"])
+    assert [(h["system_id"], h["id"]) for h in hits] == [("sys:0@x", ids[0])]
+    assert await store.delete(first) is True
+    assert (await store.get(second))["content"] == "memory 1"
+    assert [h["system_id"] for h in await store.search(x[1], 5)] == ["sys:1@x"]
+
+
+async def test_existing_fetch_and_keys_before(store):
+    batch, _ = _batch(10, hours=24)
+    keys = await store.insert(batch)
+    hashes = batch.column("content_hash").to_pylist()
+    assert await store.existing([keys[3], "x/none", keys[1], "no-slash"]) == {
+        keys[3]: hashes[3],
+        keys[1]: hashes[1],
+    }
+    table = await store.fetch([keys[5], "x/none", keys[2], keys[5]])
+    assert keys_of(table) == [keys[5], keys[2]]
+    assert table.schema.equals(SCHEMA)
+    assert table.to_pylist() == [batch.slice(5, 1).to_pylist()[0], batch.slice(2, 1).to_pylist()[0]]
+    assert (await store.fetch([])).num_rows == 0
+    cutoff = NOW - timedelta(hours=24 * 6)  # rows 7.. are older
+    assert sorted(await store.keys_before(cutoff, 100)) == sorted(keys[7:])
+    assert len(await store.keys_before(cutoff, 2)) == 2
+    assert await store.keys_before(cutoff, 0) == []
+
+
+async def test_names_holding_the_separator_are_refused(store):
+    batch, _ = _batch(2)
+    bad = batch.set_column(0, "id", pa.array(["a/b", "fine"]))
+    with pytest.raises(InvalidInput) as caught:
+        await store.insert(bad)
+    assert caught.value.field == "id"
+    assert (await store.stats())["count"] == 0
+
+
+async def test_hints_only_name_files_of_the_keys_system(store):
+    """A key reads only its own system's partition, even if a hint (say, a corrupt one) says
+    otherwise."""
+    batch, _ = _batch(2, systems=2)
+    keys = await store.insert(batch)
+    other = [k for k in _data_keys(store) if "system=sys%3A1%40x" in k]
+    (store.objects.root / other[0]).write_bytes(b"not parquet")  # opening it would fail
+    wrong = pa.table({"key": [keys[0]], "file": [other[0]]})
+    await store.objects.put("cold/_keys/zz-wrong.parquet", cold_store._parquet(wrong))
+    assert (await store.get(keys[0]))["content"] == "memory 0"
 
 
 async def test_hint_files_are_merged(store, monkeypatch):
@@ -153,11 +214,11 @@ async def test_hint_files_are_merged(store, monkeypatch):
     batch, _ = _batch(12)
     for n in range(12):
         await store.insert(batch.slice(n, 1))
-    hints = list((store.objects.root / "cold" / "_index").iterdir())
+    hints = list((store.objects.root / "cold" / "_keys").iterdir())
     assert len(hints) <= 5
     fresh = ColdStore(LocalObjectStore(store.objects.root))  # no cached hints
-    for memory_id in batch.column("id").to_pylist():
-        assert (await fresh.get(memory_id))["id"] == memory_id
+    for key, memory_id in zip(keys_of(batch), batch.column("id").to_pylist(), strict=True):
+        assert (await fresh.get(key))["id"] == memory_id
     assert await fresh.insert(batch) == []
 
 

@@ -89,3 +89,31 @@ def test_factory(tmp_path):
         open_object_store(ObjectsConfig(backend="s3"), tmp_path)
     with pytest.raises(ConfigError, match="s3://"):
         open_object_store(ObjectsConfig(backend="s3", url="http://bucket/x"), tmp_path)
+
+
+async def test_put_and_delete_sync_the_file_and_every_folder_they_change(store, monkeypatch):
+    """Durable on return: the file, its folder (the rename) and the parent of each folder the
+    put created (their names) are fsynced; a delete fsyncs the folder it removed a name from."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    root = store.root
+    await store.put("a/b/c.bin", b"data")
+    assert set(synced) >= {str(root / "a" / "b"), str(root / "a"), str(root), str(root.parent)}
+    assert any(path.startswith(str(root / "a" / "b" / ".c.bin.tmp-")) for path in synced)
+    synced.clear()
+    await store.put("a/b/d.bin", b"more")  # no new folder: only the file and its folder
+    assert [p for p in synced if not p.startswith(f"{root / 'a' / 'b'}/.")] == [
+        str(root / "a" / "b")
+    ]
+    synced.clear()
+    await store.delete("a/b/c.bin")
+    assert synced == [str(root / "a" / "b")]
+    synced.clear()
+    await store.delete("a/b/c.bin")  # nothing removed: nothing to sync
+    assert synced == []
