@@ -2,25 +2,27 @@
 and of the write batcher in front of it; it also runs the rollups' refresh policy on schedule.
 
 `write()` returns once the points are buffered (the API answers 202). They reach the store within
-`flush_interval_s`, or sooner when `flush_max_points` wait; `flush()` waits for that.
-`shutdown()` is the clean stop: it flushes everything accepted, then closes the store.
+`flush_interval_s`, or sooner when `flush_max_points` wait; `flush()` waits for that. A query
+answers with the buffered points too (read-your-writes). `shutdown()` is the clean stop: it flushes
+everything accepted, then closes the store.
 
-What a crash can lose (the process dies, or `ray.kill`): the points accepted since the last
-successful flush, normally at most `flush_interval_s` (1 s) worth. While the store is failing they
-pile up to `max_pending_points`, after which `write()` answers 503 rather than accept more, so a
-crash in that state loses at most that many; `health()["writer"]["pending"]` shows the figure.
-Everything flushed is committed in the store. A `write` that Ray retries after a restart may be
-stored twice if the crash came after its flush and before its reply.
+When the store fails (any error: down, refusing, disk full, read-only after a failover), the
+batcher keeps the points and retries with backoff; `health()` says "failing", why, since when, and
+how many points wait. What a crash can lose (the process dies, or `ray.kill`): the points accepted
+since the last successful flush, normally at most `flush_interval_s` (1 s) worth. While the store
+is failing they pile up to `max_pending_points`, after which `write()` answers 503 rather than
+accept more, so a crash in that state loses at most that many. Everything flushed is committed in
+the store. A `write` that Ray retries after a restart may be stored twice if the crash came after
+its flush and before its reply.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from akasha_ray.config import Settings, from_dict
-from akasha_ray.errors import AkashaError
 from akasha_ray.timeseries import (
     Bucket,
     MetricsQuery,
@@ -29,9 +31,12 @@ from akasha_ray.timeseries import (
     TimeseriesStore,
     open_timeseries_store,
 )
-from akasha_ray.timeseries.batcher import WriteBatcher
+from akasha_ray.timeseries.batcher import WriteBatcher, describe_error
+from akasha_ray.timeseries.pending import merge_pending
 
 ACTOR_NAME = "timeseries"
+# /healthz waits 5 s for the whole answer: a store that does not answer is reported, not awaited.
+_STORE_HEALTH_TIMEOUT_S = 3.0
 
 
 class TimeseriesActor:
@@ -42,9 +47,11 @@ class TimeseriesActor:
         self._store: TimeseriesStore | None = None
         self._batcher: WriteBatcher | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._refresher_restarts = 0
         self._started = asyncio.Lock()
         self._last_refresh: dict[str, Any] | None = None
         self._last_refresh_error: str | None = None
+        self._refresh_failing_since: datetime | None = None
 
     async def _ready(self) -> tuple[TimeseriesStore, WriteBatcher]:
         # Opened on first use, not in __init__: opening connects and may take seconds.
@@ -61,8 +68,8 @@ class TimeseriesActor:
                 )
                 batcher.start()
                 self._store, self._batcher = store, batcher
-                self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         assert self._batcher is not None
+        self._supervise_refresher()
         return self._store, self._batcher
 
     async def write(self, batch: PointBatch) -> int:
@@ -74,8 +81,9 @@ class TimeseriesActor:
         await batcher.flush()
 
     async def query(self, query: MetricsQuery) -> list[Bucket]:
-        store, _ = await self._ready()
-        return await store.query(query)
+        store, batcher = await self._ready()
+        answer, pending = await batcher.read_with_pending(lambda: store.query(query))
+        return merge_pending(answer, pending, query)
 
     async def refresh(self, now: datetime | None = None) -> dict[str, Any]:
         store, batcher = await self._ready()
@@ -84,35 +92,96 @@ class TimeseriesActor:
         return self._last_refresh
 
     async def health(self) -> dict[str, Any]:
+        """The store's report, the writer's and the refresh loop's; `status` is "failing" while
+        either fails, with `error` and `failing_since` saying why and since when."""
         store, batcher = await self._ready()
+        writer = batcher.stats()
+        try:
+            report = await asyncio.wait_for(store.health(), _STORE_HEALTH_TIMEOUT_S)
+            store_error = None
+        except Exception as exc:  # noqa: BLE001 - the store cannot report: that is the report
+            report, store_error = {}, describe_error(exc)
+        failures = []  # (error, since), the writer's first: it is what loses points
+        if writer["status"] == "failing":
+            failures.append((writer["last_error"], writer["failing_since"]))
+        if self._last_refresh_error is not None:
+            failures.append((self._last_refresh_error, _iso(self._refresh_failing_since)))
+        if store_error is not None:
+            failures.append((store_error, None))
+        first = failures[0] if failures else None
         return {
-            **await store.health(),
-            "writer": batcher.stats(),
+            **report,
+            "status": "ok" if first is None else "failing",
+            "error": None if first is None else first[0],
+            "failing_since": None if first is None else first[1],
+            "pending_points": writer["pending"],
+            "writer": writer,
             "last_refresh": self._last_refresh,
             "last_refresh_error": self._last_refresh_error,
+            "refresh_failing_since": _iso(self._refresh_failing_since),
+            "refresher_restarts": self._refresher_restarts,
         }
 
     async def shutdown(self) -> dict[str, Any]:
-        """Flush everything accepted and close the store; the actor can then be killed."""
+        """Flush everything accepted and close the store; the actor can then be killed.
+
+        If the store still fails after the batcher's close timeout, this raises `Unavailable` and
+        the actor goes on as before (points kept, retried), rather than drop what it holds."""
         if self._store is None or self._batcher is None:
             return {"flushed": 0}
-        if self._refresher is not None:
-            self._refresher.cancel()
-        await self._batcher.aclose()
-        await self._store.close()
-        stats = self._batcher.stats()
-        self._store = None
+        store, batcher = self._store, self._batcher
+        refresher, self._refresher = self._refresher, None
+        self._store = None  # stops the refresh loop from being restarted meanwhile
+        if refresher is not None:
+            refresher.cancel()
+        try:
+            await batcher.aclose()
+        except BaseException:
+            self._store = store
+            self._supervise_refresher()
+            raise
+        await store.close()
         self._batcher = None
-        return stats
+        return batcher.stats()
+
+    # -- the refresh loop -----------------------------------------------------------------------
+
+    def _supervise_refresher(self) -> None:
+        """Start the refresh loop, or start it again if it died."""
+        if self._store is None or (self._refresher is not None and not self._refresher.done()):
+            return
+        if self._refresher is not None:
+            self._refresher_restarts += 1
+        self._refresher = asyncio.get_running_loop().create_task(
+            self._refresh_loop(), name="ts-refresh"
+        )
+        self._refresher.add_done_callback(self._on_refresher_done)
+
+    def _on_refresher_done(self, task: asyncio.Task[None]) -> None:
+        if task is self._refresher and not task.cancelled() and task.exception() is not None:
+            self._record_refresh_error(task.exception())
+            self._supervise_refresher()
 
     async def _refresh_loop(self) -> None:
         interval = self._options.refresh_every.total_seconds()
         while True:
             await asyncio.sleep(interval)
-            if self._store is None:
+            store = self._store
+            if store is None:
                 return
             try:
-                self._last_refresh = await self._store.refresh()
-                self._last_refresh_error = None
-            except AkashaError as exc:  # the store is down: shown in health, tried next round
-                self._last_refresh_error = exc.message
+                self._last_refresh = await store.refresh()
+            except Exception as exc:  # noqa: BLE001 - any store failure: in health, tried again
+                self._record_refresh_error(exc)
+                continue
+            self._last_refresh_error = None
+            self._refresh_failing_since = None
+
+    def _record_refresh_error(self, exc: BaseException) -> None:
+        self._last_refresh_error = describe_error(exc)
+        if self._refresh_failing_since is None:
+            self._refresh_failing_since = datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,160 @@
+"""The metrics writer (the `timeseries` actor's class, run here without Ray) over a real DuckDB
+store: read-your-writes, and a disk that fills up under it then frees space again.
+
+The full disk is a real one: a 16 MiB tmpfs mounted for the test (CI runs as root), filled with a
+file until writes get ENOSPC. A machine where it cannot be mounted fails the test, never skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from actors.timeseries import TimeseriesActor
+from akasha_ray import config
+from akasha_ray.errors import Unavailable
+from akasha_ray.timeseries import MetricsQuery, Point, PointBatch
+from tests.servers.timeseries_suite import T0, assert_matches_pandas, random_points
+
+SPAN = timedelta(hours=6)
+START, END = T0 + timedelta(minutes=7, seconds=13), T0 + SPAN - timedelta(minutes=3)
+
+
+def writer(data_dir: Path, **options) -> TimeseriesActor:
+    settings = config.load(data_dir=data_dir, namespace="test-writer")
+    return TimeseriesActor(config.to_dict(settings), options)
+
+
+async def write(actor: TimeseriesActor, points: list[Point], written: list[Point]) -> None:
+    assert await actor.write(PointBatch.from_points(points)) == len(points)
+    written.extend(points)
+
+
+async def until_status(actor: TimeseriesActor, status: str) -> dict:
+    """Health, once it says `status` (polled: the flusher runs on its own schedule)."""
+    for _ in range(400):
+        health = await actor.health()
+        if health["status"] == status:
+            return health
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"status never became {status!r}: {health}")
+
+
+async def test_an_accepted_point_is_in_the_next_query(tmp_path):
+    # A minute between flushes: everything below is answered from the store plus the buffer.
+    actor = writer(tmp_path, flush_interval_s=60, flush_max_points=1_000_000)
+    rng = random.Random(9)
+    written: list[Point] = []
+    try:
+        first = random_points(rng, 1, T0 + timedelta(hours=1), timedelta(minutes=1))
+        await write(actor, first, written)
+        one = MetricsQuery(
+            system_id=written[0].system_id,
+            metric_name=written[0].metric_name,
+            start=T0,
+            end=T0 + SPAN,
+            bucket="raw",
+        )
+        assert [b.count for b in await actor.query(one)] == [1]  # before any flush
+        assert (await actor.health())["pending_points"] == 1
+
+        await write(actor, random_points(rng, 600, T0, SPAN), written)
+        await assert_matches_pandas(actor, written, START, END, "all buffered")
+
+        await actor.refresh(T0 + timedelta(hours=5))  # flushes, then materializes rollups
+        assert (await actor.health())["pending_points"] == 0
+        # Buffered on top of materialized buckets, of not yet materialized ones, and late ones.
+        await write(actor, random_points(rng, 200, T0, SPAN), written)
+        await write(actor, random_points(rng, 50, T0, timedelta(hours=1)), written)
+        assert (await actor.health())["pending_points"] == 250
+        await assert_matches_pandas(actor, written, START, END, "stored and buffered")
+
+        await actor.flush()
+        await assert_matches_pandas(actor, written, START, END, "all flushed")
+    finally:
+        await actor.shutdown()
+
+
+@pytest.fixture
+def tmpfs(tmp_path) -> Iterator[Path]:
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot mount a tmpfs (run as root): {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of `folder` until writes fail with ENOSPC; returns the filler."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        size = 1 << 16
+        while size:  # smaller and smaller writes, down to the last free byte
+            try:
+                os.write(fd, b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                size //= 2
+    finally:
+        os.close(fd)
+    assert os.statvfs(folder).f_bavail == 0
+    return filler
+
+
+async def test_a_full_disk_keeps_points_until_there_is_room(tmpfs):
+    data = tmpfs / "data"
+    actor = writer(data, flush_interval_s=0.05, max_pending_points=2_000)
+    rng = random.Random(28)
+    written: list[Point] = []
+    try:
+        await write(actor, random_points(rng, 300, T0, SPAN), written)
+        await actor.flush()
+        assert (await actor.health())["status"] == "ok"
+
+        filler = fill(tmpfs)
+        await write(actor, random_points(rng, 700, T0, SPAN), written)  # 202 still
+        health = await until_status(actor, "failing")
+        assert "No space left on device" in health["error"], health
+        assert health["failing_since"] is not None and health["pending_points"] == 700
+        assert health["writer"]["failures"] >= 1
+        with pytest.raises(Unavailable, match="could not be written"):
+            await actor.flush()
+        # Accepted points are answered while the store fails.
+        await assert_matches_pandas(actor, written, START, END, "disk full")
+        await write(actor, random_points(rng, 1_000, T0, SPAN), written)
+        with pytest.raises(Unavailable, match="No space left on device") as refused:
+            await actor.write(PointBatch.from_points(random_points(rng, 301, T0, SPAN)))
+        assert "retry later" in refused.value.message  # beyond max_pending_points: 503
+
+        filler.unlink()
+        await actor.flush()  # retried now, not after the backoff
+        health = await actor.health()
+        assert health["status"] == "ok" and health["pending_points"] == 0, health
+        assert health["error"] is None and health["writer"]["flushed"] == 2_000
+        await assert_matches_pandas(actor, written, START, END, "room again")
+    finally:
+        await actor.shutdown()
+
+    # Reopened from the file: every accepted point once, none twice.
+    reopened = writer(data)
+    try:
+        await assert_matches_pandas(reopened, written, START, END, "reopened")
+    finally:
+        await reopened.shutdown()
