@@ -12,8 +12,6 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from ray.actor import ActorHandle
-
 from akasha_ray import config
 from akasha_ray.hot_window import (
     READ_TTL_S,
@@ -26,8 +24,11 @@ from akasha_ray.hot_window import (
     resized,
     shrunk,
 )
+from akasha_ray.memories.peers import ActorTier, Peers
+from akasha_ray.memories.tombstones import Tombstones
 from akasha_ray.migration import Ledger, migrate
 from akasha_ray.models import now_utc
+from akasha_ray.routing import hot_actor_name
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,7 @@ class MigratorActor:
         target = tiers.hot_target_p95_ms
         if target is None:
             return
-        from actors import supervisor  # it imports this module
-
-        shards = supervisor.hot_shards(self._settings)
+        shards = Peers(self._settings).shards
         loads = [ShardLoad(**x) for x in await asyncio.gather(*(s.load.remote() for s in shards))]
         over = [
             (shard, rows)
@@ -127,49 +126,25 @@ class MigratorActor:
             await asyncio.sleep(left)
 
 
-class ActorTier:
-    """An actor handle seen as the async store the migrator moves memories between."""
-
-    def __init__(self, handle: ActorHandle) -> None:
-        self._handle = handle
-
-    async def ids_before(self, cutoff, limit):
-        return await self._handle.ids_before.remote(cutoff, limit)
-
-    async def fetch(self, ids):
-        return await self._handle.fetch.remote(ids)
-
-    async def delete_many(self, ids):
-        return await self._handle.delete_many.remote(ids)
-
-    async def insert(self, batch):
-        return await self._handle.insert.remote(batch)
-
-    async def existing(self, ids):
-        return await self._handle.existing.remote(ids)
-
-
 async def move_aged(settings: config.Settings, batch_size: int, hot_days: float) -> dict[str, Any]:
     """Every hop, with the hot window `hot_days`; returns counts per hop."""
-    from actors import supervisor  # it imports this module
-
     # A search reading both tiers of a moving batch sees it in one at least (akasha_ray.migration).
     linger_s = settings.serve.request_timeout_s
     now = now_utc()
-    warm = ActorTier(supervisor.warm(settings))
-    cold = ActorTier(supervisor.cold(settings))
+    peers = Peers(settings)
+    graveyard = Tombstones(peers)
+    warm, cold = ActorTier(peers.warm), ActorTier(peers.cold)
     ledgers = settings.data_dir / "migration"
     report: dict[str, Any] = {}
     hot_cutoff = now - timedelta(days=hot_days)
-    for index, shard in enumerate(supervisor.hot_shards(settings)):
-        name = f"hot-{index}"
+    options = {"batch_size": batch_size, "linger_s": linger_s, "graveyard": graveyard}
+    for index, shard in enumerate(peers.shards):
+        name = hot_actor_name(index)
         ledger = Ledger(ledgers / f"{name}-to-warm.jsonl")
         report[f"{name}->warm"] = await migrate(
-            ActorTier(shard), warm, hot_cutoff, ledger, batch_size=batch_size, linger_s=linger_s
+            ActorTier(shard), warm, hot_cutoff, ledger, **options
         )
     warm_cutoff = now - timedelta(days=settings.tiers.warm_days)
     ledger = Ledger(ledgers / "warm-to-cold.jsonl")
-    report["warm->cold"] = await migrate(
-        warm, cold, warm_cutoff, ledger, batch_size=batch_size, linger_s=linger_s
-    )
+    report["warm->cold"] = await migrate(warm, cold, warm_cutoff, ledger, **options)
     return report

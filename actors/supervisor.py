@@ -20,6 +20,8 @@ from akasha_ray.errors import ConfigError
 from akasha_ray.routing import hot_actor_name
 
 MANIFEST = "manifest.json"
+# 2: memories keyed by (system_id, id) with a content hash, tombstones in the hot shards.
+DATA_FORMAT = 2
 
 # Actors outlive the process that created them (detached) and come back after a crash
 # (max_restarts=-1); calls in flight during a restart are retried, which is safe because every
@@ -37,21 +39,29 @@ def shard_path(data_dir: Path, index: int) -> Path:
 
 
 def check_manifest(settings: Settings) -> None:
-    """Refuse a shard count that differs from the one the data dir was created with.
+    """Refuse a shard count that differs from the one the data dir was created with, and a data
+    dir in an older layout.
 
     Routing is `hash(system_id) % shards`: another count would send systems to the wrong shard.
     """
     path = settings.data_dir / MANIFEST
     if path.exists():
-        recorded = json.loads(path.read_text())["hot_shards"]
-        if recorded != settings.hot.shards:
+        recorded = json.loads(path.read_text())
+        found = recorded.get("format", 1)
+        if found != DATA_FORMAT:
             raise ConfigError(
-                f"{settings.data_dir} was created with hot.shards={recorded}; "
-                f"set AKASHA_HOT__SHARDS={recorded} (resharding is not supported yet)"
+                f"{settings.data_dir} holds data in format {found}, from before "
+                f"memories were keyed by (system_id, id) (format {DATA_FORMAT}); point "
+                "AKASHA_DATA_DIR at a new folder and ingest again (no in-place upgrade yet)"
+            )
+        if recorded["hot_shards"] != settings.hot.shards:
+            raise ConfigError(
+                f"{settings.data_dir} was created with hot.shards={recorded['hot_shards']}; "
+                f"set AKASHA_HOT__SHARDS={recorded['hot_shards']} (resharding is not supported yet)"
             )
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"hot_shards": settings.hot.shards}))
+    path.write_text(json.dumps({"hot_shards": settings.hot.shards, "format": DATA_FORMAT}))
 
 
 def hot_shards(settings: Settings) -> list[ActorHandle]:
@@ -117,6 +127,25 @@ def migrator(settings: Settings) -> ActorHandle:
     )
 
 
+# Every actor of one Akasha, in the order `akasha up` creates them and `akasha down` walks them.
+OWNERS = {
+    "keys": keys,
+    TIMESERIES: timeseries,
+    "graph": graph,
+    "warm": warm,
+    "cold": cold,
+    "migrator": migrator,
+}
+
+
+def start_all(settings: Settings) -> None:
+    """Get or create every actor (hot shards first): the ingress and jobs then find them by
+    name (akasha_ray.memories.peers)."""
+    hot_shards(settings)
+    for create in OWNERS.values():
+        create(settings)
+
+
 def adopt_running(settings: Settings) -> Settings:
     """The settings with the data dir of the Akasha running in this namespace, if there is one."""
     try:
@@ -128,5 +157,4 @@ def adopt_running(settings: Settings) -> Settings:
 
 
 def actor_names(settings: Settings) -> list[str]:
-    owners = ["keys", TIMESERIES, "graph", "warm", "cold", "migrator"]
-    return [hot_actor_name(i) for i in range(settings.hot.shards)] + owners
+    return [hot_actor_name(i) for i in range(settings.hot.shards)] + list(OWNERS)

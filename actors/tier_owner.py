@@ -34,14 +34,18 @@ class _TierOwner:
     async def insert(self, batch: pa.Table) -> list[str]:
         return await (await self._tier()).insert(batch)
 
-    async def existing(self, ids: Sequence[str]) -> list[str]:
-        return await (await self._tier()).existing(ids)
+    async def existing(self, keys: Sequence[str]) -> dict[str, str]:
+        return await (await self._tier()).existing(keys)
 
-    async def get(self, memory_id: str) -> dict[str, Any] | None:
-        return await (await self._tier()).get(memory_id)
+    async def get(self, key: str) -> dict[str, Any] | None:
+        return await (await self._tier()).get(key)
 
-    async def delete_many(self, ids: Sequence[str]) -> list[str]:
-        return await (await self._tier()).delete_many(ids)
+    async def delete_many(self, keys: Sequence[str]) -> list[str]:
+        return await (await self._tier()).delete_many(keys)
+
+    async def make_durable(self) -> None:
+        """Everything inserted so far survives a crash once this returns."""
+        await (await self._tier()).make_durable()
 
     async def search(
         self,
@@ -68,11 +72,11 @@ class WarmActor(_TierOwner):
 
         return await MilvusStore.open(self._settings.warm, Path(self._settings.data_dir))
 
-    async def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
-        return await (await self._tier()).ids_before(cutoff, limit)
+    async def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
+        return await (await self._tier()).keys_before(cutoff, limit)
 
-    async def fetch(self, ids: Sequence[str]) -> pa.Table:
-        return await (await self._tier()).fetch(ids)
+    async def fetch(self, keys: Sequence[str]) -> pa.Table:
+        return await (await self._tier()).fetch(keys)
 
     async def health(self) -> dict[str, Any]:
         return await (await self._tier()).health()

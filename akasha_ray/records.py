@@ -72,6 +72,18 @@ def build_batch(
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
+def with_content_hashes(table: pa.Table) -> pa.Table:
+    """A table of every `SCHEMA` column but `content_hash` (as benchmarks and loaders build
+    them), completed with that column."""
+    rows = table.select(["system_id", "id", "conversation_id", "content", "metadata"])
+    created_us = table.column("created_at").cast(pa.int64()).to_pylist()
+    hashes = [
+        content_hash(r["system_id"], r["id"], r["conversation_id"], r["content"], us, r["metadata"])
+        for r, us in zip(rows.to_pylist(), created_us, strict=True)
+    ]
+    return table.append_column("content_hash", pa.array(hashes, pa.string())).select(SCHEMA.names)
+
+
 def vectors_of(table: pa.Table) -> np.ndarray:
     """The embedding column as an (n, DIM) float32 matrix, without a Python-level copy."""
     column = table.column("embedding").combine_chunks()

@@ -25,14 +25,16 @@ def plan_hot(system_ids: list[str] | None, shards: int) -> dict[int, list[str] |
 
 
 def merge_hits(hit_lists: Iterable[list[dict[str, Any]]], limit: int) -> list[dict[str, Any]]:
-    """Merge by similarity, highest first; a memory seen twice (e.g. mid-move) counts once."""
-    best: dict[str, dict[str, Any]] = {}
+    """Merge by similarity, highest first; a memory (`(system_id, id)`) seen twice (e.g.
+    mid-move) counts once."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
     for hits in hit_lists:
         for hit in hits:
-            kept = best.get(hit["id"])
+            key = (hit["system_id"], hit["id"])
+            kept = best.get(key)
             if kept is None or hit["similarity"] > kept["similarity"]:
-                best[hit["id"]] = hit
-    ranked = sorted(best.values(), key=lambda h: (-h["similarity"], h["id"]))
+                best[key] = hit
+    ranked = sorted(best.values(), key=lambda h: (-h["similarity"], h["system_id"], h["id"]))
     return ranked[:limit]
 
 

@@ -45,7 +45,7 @@ def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
 def load_shards(shards, vectors: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
     """Write the vectors into the shard files as memories of SYSTEMS systems over the last
     DAYS days (inside the hot window, so the HTTP half asks the hot tier only)."""
-    from akasha_ray.records import SCHEMA
+    from akasha_ray.records import SCHEMA, with_content_hashes
 
     n = len(vectors)
     systems = np.array([f"system-{i:03d}" for i in range(SYSTEMS)])
@@ -75,9 +75,9 @@ def load_shards(shards, vectors: np.ndarray, rng: np.random.Generator) -> dict[s
                     pa.array(["random-unit-vectors"] * len(rows)),
                     pa.array(["bench"] * len(rows)),
                 ],
-                schema=SCHEMA,
+                schema=pa.schema([f for f in SCHEMA if f.name != "content_hash"]),
             )
-            shard.insert(table)
+            shard.insert(with_content_hashes(table))
         log(f"loaded {hi:,}/{n:,}")
     seconds = time.perf_counter() - started
     return {

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from akasha_ray import config
+from akasha_ray.errors import Conflict
+from akasha_ray.identity import memory_key
 from akasha_ray.jobs.checkpoint import Checkpoint
 from akasha_ray.models import MemoryIn, now_utc
 from akasha_ray.records import build_batch
@@ -62,22 +65,32 @@ def count_records(source: Path) -> int:
 
 
 @ray.remote(num_cpus=1, max_retries=3)
-def embed_and_store(chunk: int, records: list[dict[str, Any]], settings: dict) -> dict:
-    from actors.tiers import TierHandles
+def embed_and_store(
+    chunk: int, records: list[dict[str, Any]], settings: dict, started_at: datetime
+) -> dict:
+    """Embed one chunk and store it through the memory service. A record without `created_at`
+    gets the job's `started_at` (fixed in its checkpoint), so a retried task or a resumed job
+    derives the same ids and stores nothing twice."""
     from akasha_ray.embedding import Embedder
+    from akasha_ray.memories import MemoryService
 
     conf = config.from_dict(settings)
-    memories, rejected = [], []
+    memories, rows, rejected = [], [], []
     for position, record in enumerate(records):
         if not isinstance(record, dict):
             rejected.append({"chunk": chunk, "row": position, "error": "not a JSON object"})
             continue
         try:
-            memories.append(MemoryIn.model_validate(record))
+            memory = MemoryIn.model_validate(record)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"]))
             rejected.append({"chunk": chunk, "row": position, "error": f"{where}: {first['msg']}"})
+            continue
+        memories.append(
+            memory if memory.created_at else memory.model_copy(update={"created_at": started_at})
+        )
+        rows.append(position)
     if not memories:
         return {"chunk": chunk, "seen": len(records), "stored": 0, "rejected": rejected}
     embedder = _embedders.get(conf.embedding.model)
@@ -86,20 +99,41 @@ def embed_and_store(chunk: int, records: list[dict[str, Any]], settings: dict) -
         embedder = Embedder(conf.embedding.model_copy(update={"threads": 1}))
         _embedders[conf.embedding.model] = embedder
     vectors = embedder.embed([m.content for m in memories])
-    now = now_utc()
-    batch = build_batch(
-        memories, vectors, model=embedder.model_name, model_revision=embedder.revision, now=now
-    )
-    # Each memory goes to the tier its age calls for: a backfill of old data lands in cold.
-    stored = len(asyncio.run(TierHandles(conf).insert(batch, now)))
+    model = {"model": embedder.model_name, "model_revision": embedder.revision}
+    batch = build_batch(memories, vectors, now=now_utc(), **model)
+    # The same path as HTTP ingest: placement by age (a backfill lands in cold), identity,
+    # tombstones, entity links, the whole chunk or nothing.
+    service = MemoryService(conf)
+    try:
+        stored = asyncio.run(_store(service, batch, memories))
+    except Conflict:
+        # Some memories are stored with other content, or were deleted: store the rest one by
+        # one and report those.
+        stored = 0
+        for row, memory, i in zip(rows, memories, range(len(memories)), strict=True):
+            try:
+                stored += asyncio.run(_store(service, batch.slice(i, 1), [memory]))
+            except Conflict as exc:
+                rejected.append({"chunk": chunk, "row": row, "error": exc.message})
     return {"chunk": chunk, "seen": len(records), "stored": stored, "rejected": rejected}
 
 
-def run(source: Path, settings: config.Settings, chunk_size: int = 512) -> dict[str, Any]:
-    """Ingest `source`; returns a summary. Needs a connected Ray and the shard actors."""
-    from actors.tiers import TierHandles
+async def _store(service: Any, batch: Any, memories: list[MemoryIn]) -> int:
+    ids = batch.column("id").to_pylist()
+    entities = {
+        memory_key(m.system_id, i): m.entities
+        for i, m in zip(ids, memories, strict=True)
+        if m.entities
+    }
+    return len((await service.ingest(batch, entities)).new_keys)
 
-    TierHandles(settings)  # get-or-create every owner: the job works with or without `akasha up`
+
+def run(source: Path, settings: config.Settings, chunk_size: int = 512) -> dict[str, Any]:
+    """Ingest `source`; returns a summary. Needs a connected Ray; starts Akasha's actors if
+    they are not running."""
+    from actors import supervisor
+
+    supervisor.start_all(settings)  # the job works with or without `akasha up`
     checkpoint = Checkpoint(settings.data_dir / "jobs", source, chunk_size)
     payload = ray.put(config.to_dict(settings))
     in_flight_limit = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -123,7 +157,8 @@ def run(source: Path, settings: config.Settings, chunk_size: int = 512) -> dict[
             if chunk in checkpoint.done:
                 bar.update(len(records))
                 continue
-            pending[embed_and_store.remote(chunk, records, payload)] = chunk
+            task = embed_and_store.remote(chunk, records, payload, checkpoint.started_at)
+            pending[task] = chunk
             if len(pending) >= in_flight_limit:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 settle(ready)

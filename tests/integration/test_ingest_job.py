@@ -1,9 +1,9 @@
 import pytest
 import ray
 
-from actors.tiers import TierHandles
 from akasha_ray import demo
 from akasha_ray.jobs.ingest import run
+from akasha_ray.memories.peers import Peers
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,9 @@ def test_job_embeds_in_parallel_and_a_rerun_adds_nothing(ray_cluster, settings, 
     assert summary["seen"] == 301 and summary["stored"] == 300 and summary["rejected"] == 1
     assert summary["first_rejects"][0]["error"] == "conversation_id: Field required"
 
-    owners = TierHandles(settings).owners()
+    peers = Peers(settings)
+    owners = {f"hot-{i}": s for i, s in enumerate(peers.shards)}
+    owners |= {"warm": peers.warm, "cold": peers.cold}
     assert {name.split("-")[0] for name in owners} == {"hot", "warm", "cold"}
     assert sum(ray.get(o.stats.remote())["count"] for o in owners.values()) == 300
     # Demo data spans 120 days: each memory went to the tier its age calls for.

@@ -7,6 +7,7 @@ import pytest
 import ray
 
 from actors import supervisor
+from akasha_ray.identity import keys_of, memory_key
 from akasha_ray.models import MemoryIn
 from akasha_ray.records import build_batch
 from akasha_ray.routing import shard_for
@@ -32,7 +33,7 @@ def test_memories_end_in_the_tier_their_age_calls_for(ray_cluster, settings):
     batch = build_batch(memories, vectors, model="m", model_revision="r", now=now)
     shards = supervisor.hot_shards(settings)
     owner = np.array([shard_for(s, len(shards)) for s in batch.column("system_id").to_pylist()])
-    ids = batch.column("id").to_pylist()
+    ids = keys_of(batch)
     ray.get([shards[i].insert.remote(batch.filter(owner == i)) for i in range(len(shards))])
 
     migrator = supervisor.migrator(settings)
@@ -55,7 +56,8 @@ def test_memories_end_in_the_tier_their_age_calls_for(ray_cluster, settings):
     for tier, handle in (("warm", warm), ("cold", cold)):
         i = expected.index(tier)
         [best] = ray.get(handle.search.remote(vectors[i], 1))
-        assert best["id"] == ids[i] and best["content"] == f"memory {i}"
+        assert memory_key(best["system_id"], best["id"]) == ids[i]
+        assert best["content"] == f"memory {i}"
         assert best["similarity"] == pytest.approx(1.0, abs=1e-4)
 
     again = ray.get(migrator.migrate.remote(7))["moved"]

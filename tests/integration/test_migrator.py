@@ -11,9 +11,10 @@ import pytest
 import ray
 
 from actors import supervisor
-from actors.tiers import TierHandles
 from akasha_ray import config
 from akasha_ray.hot_window import HEADROOM, ShardLoad, budget
+from akasha_ray.identity import keys_of, memory_key
+from akasha_ray.memories import MemoryService
 from akasha_ray.models import MemoryIn
 from akasha_ray.records import build_batch
 from akasha_ray.routing import shard_for
@@ -42,14 +43,14 @@ def put_in_hot(shards, batch):
     ray.get([shards[i].insert.remote(batch.filter(owner == i)) for i in range(len(shards))])
 
 
-def where_is(settings, ids):
-    """Each id's tiers: a memory must be in exactly one."""
-    found: dict[str, list[str]] = {i: [] for i in ids}
+def where_is(settings, keys):
+    """Each memory key's tiers: a memory must be in exactly one."""
+    found: dict[str, list[str]] = {k: [] for k in keys}
     owners = [("hot", s) for s in supervisor.hot_shards(settings)]
     owners += [("warm", supervisor.warm(settings)), ("cold", supervisor.cold(settings))]
     for tier, owner in owners:
-        for memory_id in ray.get(owner.existing.remote(ids)):
-            found[memory_id].append(tier)
+        for key in ray.get(owner.existing.remote(keys)):
+            found[key].append(tier)
     return found
 
 
@@ -72,7 +73,7 @@ def test_a_pass_killed_midway_then_run_again_loses_and_duplicates_nothing(ray_cl
     rng = np.random.default_rng(11)
     ages = list(np.linspace(8, 80, 1500))  # all aged out of hot, none out of warm
     batch, vectors = memories(ages, now, rng)
-    ids = batch.column("id").to_pylist()
+    ids = keys_of(batch)
     shards = supervisor.hot_shards(settings)
     put_in_hot(shards, batch)
     migrator, warm = supervisor.migrator(settings), supervisor.warm(settings)
@@ -96,7 +97,8 @@ def test_a_pass_killed_midway_then_run_again_loses_and_duplicates_nothing(ray_cl
     assert ray.get(warm.stats.remote())["count"] == len(ids)  # no row twice in Milvus either
     for i in rng.choice(len(ids), 5, replace=False).tolist():  # whole: found by their vectors
         [best] = ray.get(warm.search.remote(vectors[i], 1))
-        assert best["id"] == ids[i] and best["content"] == f"memory {i}"
+        assert memory_key(best["system_id"], best["id"]) == ids[i]
+        assert best["content"] == f"memory {i}"
         assert best["similarity"] == pytest.approx(1.0, abs=1e-4)
 
 
@@ -113,7 +115,7 @@ def test_the_hot_window_shrinks_when_hot_search_misses_its_target(ray_cluster, s
     rng = np.random.default_rng(5)
     ages = rng.uniform(0, 6, 30_000)
     batch, vectors = memories(ages, now, rng)
-    ids = batch.column("id").to_pylist()
+    ids = keys_of(batch)
     shards = supervisor.hot_shards(settings)
     put_in_hot(shards, batch)
     # Searches as users make them, timed by the shards; retried if this machine's noise leaves no
@@ -138,8 +140,8 @@ def test_the_hot_window_shrinks_when_hot_search_misses_its_target(ray_cluster, s
         tiers={"hot_target_p95_ms": target, "hot_min_days": 0.01},
         serve={"request_timeout_s": 1},
     )
-    tiers = TierHandles(settings)
-    report = ray.get(tiers.migrator.migrate.remote(), timeout=300)
+    tiers = MemoryService(settings)
+    report = ray.get(tiers.peers.migrator.migrate.remote(), timeout=300)
     window = report["hot_window"]
     assert window["days"] == pytest.approx(expected_days, abs=0.01)
     assert window["days"] < 6 and "over its" in window["reason"]
@@ -156,19 +158,19 @@ def test_the_hot_window_shrinks_when_hot_search_misses_its_target(ray_cluster, s
     assert moved == sum(1 for t in found.values() if t == ["warm"]) > 0
 
     # Searches plan with the new window, and new memories are placed by it.
-    tiers = TierHandles(settings)  # a fresh reader, not one holding the old window
+    tiers = MemoryService(settings)  # a fresh reader, not one holding the old window
     outside = datetime.now(UTC) - timedelta(days=window["days"] + 0.5)
     assert asyncio.run(tiers.plan(outside, datetime.now(UTC), False)) == ["hot", "warm"]
     inside = datetime.now(UTC) - timedelta(days=window["days"] / 2)
     assert asyncio.run(tiers.plan(inside, datetime.now(UTC), False)) == ["hot"]
     late, _ = memories([window["days"] + 0.5], datetime.now(UTC), rng, first=10**6)
-    asyncio.run(tiers.insert(late, datetime.now(UTC)))
-    [late_id] = late.column("id").to_pylist()
+    asyncio.run(tiers.ingest(late, None, datetime.now(UTC)))
+    [late_id] = keys_of(late)
     assert where_is(settings, [late_id]) == {late_id: ["warm"]}
 
     # The window survives a restart of the migrator, and its status (in /v1/tiers) shows it.
     saved = json.loads((settings.data_dir / "tiers" / "hot_window.json").read_text())
     assert saved["days"] == window["days"]
-    ray.kill(tiers.migrator, no_restart=False)
+    ray.kill(tiers.peers.migrator, no_restart=False)
     status = ray.get(supervisor.migrator(settings).status.remote(), timeout=60)
     assert status["hot_window"]["days"] == window["days"] and status["last_pass"] is None

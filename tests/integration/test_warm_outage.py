@@ -4,8 +4,8 @@ answers are whole again (issue #3).
 
 The warm actor talks to a real Milvus 2.3.5 server (tests/servers/milvus_server.py), which the
 outage freezes (SIGSTOP): calls to it hang, as with a hung server or a dropped network, rather than
-failing fast. The search goes the way the HTTP route's does: `TierHandles` for each tier, fanned out
-by `ask_tiers` with a per-tier timeout.
+failing fast. The search goes the way the HTTP route's does: through the memory service, which
+fans out to each tier with a per-tier timeout.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import ray
 
-from actors.tiers import TierHandles
+from actors import supervisor
 from akasha_ray.embedding_dim import DIM
+from akasha_ray.memories import MemoryService
 from akasha_ray.models import MemoryIn, TierReport
 from akasha_ray.records import build_batch
 from akasha_ray.routing import shard_for
-from akasha_ray.search import TierAnswer, ask_tiers, merge_hits
+from akasha_ray.search import TierAnswer
 from tests.servers.milvus_server import MilvusServer, milvus_server
 
 pytestmark = pytest.mark.integration
@@ -42,14 +43,14 @@ def milvus():
 
 
 @pytest.fixture
-def tiers(ray_cluster, settings, milvus: MilvusServer):
-    """The tier owners of an Akasha whose warm tier is the Milvus server; killed afterwards."""
+def warm_on_server(ray_cluster, settings, milvus: MilvusServer):
+    """Settings of an Akasha whose warm tier is the Milvus server, its actors started (the
+    settings fixture kills them afterwards)."""
     warm = settings.warm.model_copy(update={"uri": milvus.uri})
-    handles = TierHandles(settings.model_copy(update={"warm": warm}))
-    yield handles
-    actors = [*handles.shards, handles.warm, handles.cold, getattr(handles, "migrator", None)]
-    for actor in filter(None, actors):
-        ray.kill(actor)
+    serve = settings.serve.model_copy(update={"request_timeout_s": TIMEOUT_S})
+    settings = settings.model_copy(update={"warm": warm, "serve": serve})
+    supervisor.start_all(settings)
+    return settings
 
 
 def memories(now: datetime, age: timedelta, query: np.ndarray, seed: int):
@@ -69,29 +70,27 @@ def memories(now: datetime, age: timedelta, query: np.ndarray, seed: int):
     return build_batch(rows, vectors, model="m", model_revision="r", now=now)
 
 
-def search(handles: TierHandles, query: np.ndarray) -> tuple[dict[str, TierAnswer], float]:
-    """Hot and warm asked as the search route asks them; the answers and the seconds taken."""
-    asked = (query, LIMIT, None, None, None)
-    calls = {
-        "hot": lambda: handles.search_hot(*asked, None),
-        "warm": lambda: handles.search_other("warm", *asked),
-    }
+def search(settings, query: np.ndarray) -> tuple[dict[str, TierAnswer], list[str], float]:
+    """A search with no time range (so hot and warm are asked), as the search route makes it;
+    the answers per tier, the ids it returns, and the seconds taken."""
+    service = MemoryService(settings)
     started = time.perf_counter()
-    answers = asyncio.run(ask_tiers(calls, TIMEOUT_S))
-    return answers, time.perf_counter() - started
+    found = asyncio.run(service.search(query, LIMIT, None, None, None))
+    return found.answers, [h["id"] for h in found.hits], time.perf_counter() - started
 
 
-def reported(answers: dict[str, TierAnswer]) -> tuple[list[TierReport], bool, list[str]]:
-    """The route's tier reports and `partial` flag, and the ids it would return."""
+def reported(answers: dict[str, TierAnswer]) -> tuple[list[TierReport], bool]:
+    """The route's tier reports and `partial` flag."""
     tiers = [
         TierReport(tier=t, latency_ms=a.latency_ms, hits=len(a.hits), error=a.error)
         for t, a in answers.items()
     ]
-    hits = merge_hits((a.hits for a in answers.values()), LIMIT)
-    return tiers, any(t.error for t in tiers), [h["id"] for h in hits]
+    return tiers, any(t.error for t in tiers)
 
 
-def test_a_milvus_outage_gives_a_partial_answer_with_the_hot_hits(tiers, milvus):
+def test_a_milvus_outage_gives_a_partial_answer_with_the_hot_hits(warm_on_server, milvus):
+    settings = warm_on_server
+    tiers = MemoryService(settings).peers
     now = datetime.now(UTC)
     rng = np.random.default_rng(7)
     query = rng.standard_normal(DIM).astype(np.float32)
@@ -105,8 +104,8 @@ def test_a_milvus_outage_gives_a_partial_answer_with_the_hot_hits(tiers, milvus)
     warm_ids = set(warm.column("id").to_pylist())
 
     # Healthy: both tiers answer, in full.
-    answers, _ = search(tiers, query)
-    reports, partial, ids = reported(answers)
+    answers, ids, _ = search(settings, query)
+    reports, partial = reported(answers)
     assert not partial, reports
     assert {h["id"] for h in answers["hot"].hits} == hot_ids
     assert {h["id"] for h in answers["warm"].hits} == warm_ids
@@ -114,8 +113,8 @@ def test_a_milvus_outage_gives_a_partial_answer_with_the_hot_hits(tiers, milvus)
     assert ray.get(tiers.warm.health.remote(), timeout=HEALTH_WITHIN_S)["reachable"] is True
 
     with milvus.outage():
-        answers, took = search(tiers, query)
-        reports, partial, ids = reported(answers)
+        answers, ids, took = search(settings, query)
+        reports, partial = reported(answers)
         assert took < TIMEOUT_S + SLACK_S, f"the search waited {took:.1f} s on a frozen Milvus"
         assert partial, reports
         assert [r.tier for r in reports if r.error] == ["warm"], reports
@@ -136,9 +135,9 @@ def test_a_milvus_outage_gives_a_partial_answer_with_the_hot_hits(tiers, milvus)
 
     # Milvus answers again (outage() waited for it): so does the warm tier, through the same actor.
     print(f"Milvus answered again {time.perf_counter() - frozen_at:.2f} s after the thaw began")
-    answers, took = search(tiers, query)
+    answers, ids, took = search(settings, query)
     print(f"after the outage: whole answer in {took:.2f} s")
-    reports, partial, ids = reported(answers)
+    reports, partial = reported(answers)
     assert not partial, reports
     assert {h["id"] for h in answers["warm"].hits} == warm_ids
     assert set(ids) == hot_ids | warm_ids

@@ -48,11 +48,19 @@ def test_plan_hot_groups_systems_by_shard():
 
 
 def test_merge_orders_by_similarity_and_deduplicates():
-    a = [{"id": "1", "similarity": 0.9}, {"id": "2", "similarity": 0.5}]
-    b = [{"id": "2", "similarity": 0.6}, {"id": "3", "similarity": 0.7}]
+    a = [{"id": "1", "system_id": "s", "similarity": 0.9}]
+    a += [{"id": "2", "system_id": "s", "similarity": 0.5}]
+    b = [{"id": "2", "system_id": "s", "similarity": 0.6}]
+    b += [{"id": "3", "system_id": "s", "similarity": 0.7}]
     merged = merge_hits([a, b], 10)
     assert [(h["id"], h["similarity"]) for h in merged] == [("1", 0.9), ("3", 0.7), ("2", 0.6)]
     assert len(merge_hits([a, b], 2)) == 2
+    # The same id in another system is another memory: both stay.
+    other = [{"id": "2", "system_id": "t", "similarity": 0.55}]
+    assert [(h["system_id"], h["id"]) for h in merge_hits([a, b, other], 10)][-2:] == [
+        ("s", "2"),
+        ("t", "2"),
+    ]
 
 
 def test_ask_tiers_keeps_the_answers_of_tiers_that_worked():

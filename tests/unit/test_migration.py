@@ -7,7 +7,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from akasha_ray.migration import Ledger, migrate
+from akasha_ray.identity import keys_of
+from akasha_ray.migration import Ledger, MigrationError, migrate
 from akasha_ray.search import merge_hits
 from akasha_ray.vectors.base import AsyncHotShard
 from akasha_ray.vectors.hot_shard import HotShard
@@ -22,11 +23,11 @@ class Store(AsyncHotShard):
         self.fail_delete_on_call = fail_delete_on_call
         self.delete_calls = 0
 
-    async def delete_many(self, ids):
+    async def delete_many(self, keys):
         self.delete_calls += 1
         if self.delete_calls == self.fail_delete_on_call:
             raise RuntimeError("killed between copy and delete")
-        return await super().delete_many(ids)
+        return await super().delete_many(keys)
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_killed_mid_batch_then_rerun_loses_and_duplicates_nothing(tiers, tmp_pat
     assert _ids(hot) | _ids(warm) == everything
     for q in x[:5]:
         merged = merge_hits([hot.search(q, 50), warm.search(q, 50)], 50)
-        ids = [h["id"] for h in merged]
+        ids = [(h["system_id"], h["id"]) for h in merged]
         assert len(ids) == len(set(ids)) == 50
         scores = np.stack([x[i] for i in range(300)]) @ q
         assert merged[0]["similarity"] == pytest.approx(float(scores.max()), abs=1e-5)
@@ -105,9 +106,9 @@ class CappedStore(Store):
         super().__init__(shard)
         self.cap = cap
 
-    async def ids_before(self, cutoff, limit):
-        ids = await super().ids_before(cutoff, 10**9)
-        return ids[::-1][: min(limit, self.cap)]
+    async def keys_before(self, cutoff, limit):
+        keys = await super().keys_before(cutoff, 10**9)
+        return keys[::-1][: min(limit, self.cap)]
 
 
 @pytest.mark.parametrize("cap", [10, 64, 100])
@@ -158,13 +159,13 @@ class Clocked(Store):
     async def insert(self, batch):
         stored = await super().insert(batch)
         now = time.monotonic()
-        self.landed.update({i: now for i in batch.column("id").to_pylist()})
+        self.landed.update({k: now for k in keys_of(batch)})
         return stored
 
-    async def delete_many(self, ids):
+    async def delete_many(self, keys):
         now = time.monotonic()
-        self.both_s += [now - self.target.landed[i] for i in ids if i in self.target.landed]
-        return await super().delete_many(ids)
+        self.both_s += [now - self.target.landed[k] for k in keys if k in self.target.landed]
+        return await super().delete_many(keys)
 
 
 def test_a_checked_batch_lingers_in_both_tiers_before_the_source_lets_go(tiers, tmp_path):
@@ -179,3 +180,70 @@ def test_a_checked_batch_lingers_in_both_tiers_before_the_source_lets_go(tiers, 
     assert report["moved"] == len(source.both_s) == 199  # created 101..299 hours ago
     # Every memory was readable in the target for the whole linger before it left the source.
     assert min(source.both_s) >= 0.3
+
+
+class Graveyard:
+    """Tombstones as the memory service keeps them: in the source shard's table."""
+
+    def __init__(self, source: Store, bury_after_copy: list[str] | None = None) -> None:
+        self.source, self.bury_after_copy = source, bury_after_copy or []
+
+    async def buried(self, keys):
+        # A DELETE that lands between the copy and the check: its tombstone is there by now.
+        shard = self.source.shard
+        await self.source._call(shard.bury, self.bury_after_copy, NOW)
+        return await self.source._call(shard.buried, keys)
+
+
+def test_a_memory_deleted_while_its_batch_moves_stays_deleted(tiers, tmp_path):
+    hot, warm = tiers
+    batch, _ = _batch(300)
+    everything = hot.insert(batch)
+    cutoff = NOW - timedelta(hours=100)
+    victims = [k for k in everything if hot.get(k)["created_at"] < cutoff][:3]
+    source = Store(hot)
+    graveyard = Graveyard(source, bury_after_copy=victims)
+    ledger = Ledger(tmp_path / "l.jsonl")
+    report = asyncio.run(
+        migrate(source, Store(warm), cutoff, ledger, batch_size=64, graveyard=graveyard)
+    )
+    assert report["moved"] == 199
+    assert all(warm.get(k) is None and hot.get(k) is None for k in victims)
+    assert len(_ids(warm)) == 199 - len(victims)
+
+
+def test_a_target_row_with_other_content_under_the_same_key_is_not_a_copy(tiers, tmp_path):
+    hot, warm = tiers
+    batch, _ = _batch(10)
+    keys = hot.insert(batch)
+    stale = batch.slice(9, 1).set_column(
+        batch.schema.get_field_index("content_hash"), "content_hash", [["not-this-memory"]]
+    )
+    warm.insert(stale)  # the same key, other content: the check must not take it for the copy
+    with pytest.raises(MigrationError, match="did not land"):
+        asyncio.run(
+            migrate(Store(hot), Store(warm), NOW, Ledger(tmp_path / "l.jsonl"), batch_size=64)
+        )
+    assert hot.get(keys[9]) is not None  # the source keeps it
+
+
+def test_the_source_lets_go_only_after_the_target_made_the_batch_durable(tiers, tmp_path):
+    hot, warm = tiers
+    hot.insert(_batch(300)[0])
+    events = []
+
+    class Durable(Store):
+        async def make_durable(self):
+            events.append("durable")
+
+    class Logged(Store):
+        async def delete_many(self, keys):
+            events.append("delete")
+            return await super().delete_many(keys)
+
+    ledger = Ledger(tmp_path / "l.jsonl")
+    asyncio.run(
+        migrate(Logged(hot), Durable(warm), NOW - timedelta(hours=100), ledger, batch_size=64)
+    )
+    assert events.count("delete") == 4
+    assert all(events[i - 1] == "durable" for i, e in enumerate(events) if e == "delete")

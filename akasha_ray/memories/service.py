@@ -1,0 +1,338 @@
+"""The memory service: the one path every memory write, read, delete and search goes through,
+whoever asks (the HTTP ingress, the batch job, the CLI through HTTP). It routes by the owning
+shard, places by age, checks identity and tombstones, links entities, writes a batch whole or
+not at all, and records Akasha's own metrics.
+
+What a write guarantees (README, "Guarantees"): when `ingest` returns, every memory of the batch
+is committed in the tier its age calls for (DuckDB's WAL for hot, Milvus' WAL, a completed
+object write for cold) and linked to its entities; when it raises, none of the batch's new
+memories is left behind (a compensating delete of what this batch added).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from akasha_ray import self_metrics
+from akasha_ray.config import Settings
+from akasha_ray.errors import AkashaError, Conflict, Unavailable
+from akasha_ray.hot_window import READ_TTL_S, HotWindow
+from akasha_ray.identity import key_array, keys_of, split_key
+from akasha_ray.memories.peers import TIMESERIES, Peers, find
+from akasha_ray.memories.placement import by_tier
+from akasha_ray.memories.tombstones import Tombstones
+from akasha_ray.models import Tier, TierReport, now_utc
+from akasha_ray.search import PartialTier, TierAnswer, ask_tiers, merge_hits, plan_hot
+from akasha_ray.tiers import TierWindows
+from akasha_ray.timeseries import PointBatch
+
+TIER_SIZES_EVERY_S = 60  # how often an ingest also samples per-system tier sizes
+
+
+@dataclass
+class Ingested:
+    ids: list[str]  # every memory of the batch, in order
+    new_keys: list[str]  # the ones stored now (the others were there already)
+
+
+@dataclass
+class Found:
+    hits: list[dict[str, Any]]
+    answers: dict[Tier, TierAnswer]
+
+
+class MemoryService:
+    def __init__(self, settings: Settings, peers: Peers | None = None) -> None:
+        self._settings = settings
+        self._tiers = settings.tiers
+        self._timeout = settings.serve.request_timeout_s
+        self.peers = peers or Peers(settings)
+        self.tombstones = Tombstones(self.peers)
+        self._window: HotWindow | None = None
+        self._window_asked = -float("inf")
+        self._sizes_sampled_at = 0.0
+        self._timeseries = None
+
+    # -- tier windows ------------------------------------------------------------------------
+
+    async def windows(self) -> TierWindows | None:
+        """The windows in force, as the migrator last said (kept READ_TTL_S); None when it does
+        not answer."""
+        if time.monotonic() - self._window_asked > READ_TTL_S:
+            asked = time.monotonic()  # the answer may be as old as the question
+            try:
+                told = await asyncio.wait_for(_awaited(self.peers.migrator.window.remote()), 2)
+            except (TimeoutError, ray.exceptions.RayError, Unavailable):  # callers fall back
+                return None
+            self._window, self._window_asked = HotWindow.from_json(told), asked
+        return self._window.tier_windows(self._tiers.warm_days)
+
+    async def plan(self, start: datetime | None, now: datetime, include_cold: bool) -> list[Tier]:
+        """The tiers a search from `start` asks. Without the migrator's word, plan with the
+        shortest window it may have set: that asks warm for more ranges, never for fewer."""
+        windows = await self.windows() or TierWindows(
+            self._tiers.hot_min_days, self._tiers.warm_days
+        )
+        return windows.tiers_for(start, now, include_cold)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        batch: pa.Table,
+        entities: Mapping[str, Sequence[str]] | None = None,
+        now: datetime | None = None,
+    ) -> Ingested:
+        """Store a batch (`records.SCHEMA`) whole or not at all; `entities` maps a memory key to
+        the entity ids it mentions. Conflict (409) when a key is already stored with other
+        content, or was deleted; Unavailable (503) when a store failed (nothing kept)."""
+        now = now or now_utc()
+        ids = batch.column("id").to_pylist()
+        batch = _one_row_per_key(batch)
+        # Without the migrator's word, keep in hot whatever the longest window would: hot is
+        # always searched, and the next migration moves what is too old.
+        windows = await self.windows() or TierWindows(self._tiers.hot_days, self._tiers.warm_days)
+        parts = _split_hot(by_tier(windows, batch, now), self.peers)
+        parts = await self._admitted(parts)
+        new_keys = await self._write_whole(parts)
+        links = {k: list(v) for k, v in (entities or {}).items() if v}
+        if links:
+            try:
+                await self._call(self.peers.graph.link_memories.remote(links), "graph")
+            except AkashaError:
+                await self._undo(parts, new_keys)
+                raise
+        systems = Counter(split_key(k)[0] for k in new_keys)
+        self._record(self_metrics.ingested(systems, now_utc()))
+        await self._sample_tier_sizes()
+        return Ingested(ids=ids, new_keys=new_keys)
+
+    async def _admitted(self, parts: dict[Any, pa.Table]) -> dict[Any, pa.Table]:
+        """The parts without the memories already stored as sent; Conflict if any key is held
+        with other content or was deleted. Nothing is written before every part is checked."""
+        checks = [self._check(where, part) for where, part in parts.items()]
+        held_by_part = await self._call(asyncio.gather(*checks), "tiers")
+        conflicts: list[str] = []
+        admitted: dict[Any, pa.Table] = {}
+        for (where, part), (held, buried) in zip(parts.items(), held_by_part, strict=True):
+            keys, hashes = keys_of(part), part.column("content_hash").to_pylist()
+            fresh = []
+            for key, digest in zip(keys, hashes, strict=True):
+                if key in buried or (key in held and held[key] != digest):
+                    conflicts.append(key)
+                fresh.append(key not in held)
+            if any(fresh):
+                admitted[where] = part.filter(pa.array(fresh))
+        if conflicts:
+            shown = ", ".join(split_key(k)[1] for k in conflicts[:5])
+            raise Conflict(
+                f"{len(conflicts)} memories are already stored with other content or were "
+                f"deleted (ids: {shown}); nothing of this batch was stored",
+                field="memories",
+            )
+        return admitted
+
+    async def _check(self, where: Any, part: pa.Table) -> tuple[dict[str, str], set[str]]:
+        keys = keys_of(part)
+        if isinstance(where, int):  # a hot shard owns these systems: one call answers both
+            told = await self.peers.shards[where].check.remote(keys)
+            return told["existing"], set(told["buried"])
+        held, buried = await asyncio.gather(
+            _awaited(self.peers.tier(where).existing.remote(keys)), self.tombstones.buried(keys)
+        )
+        return held, set(buried)
+
+    async def _write_whole(self, parts: dict[Any, pa.Table]) -> list[str]:
+        """Write every part at once; if one fails, remove what the others added and raise."""
+        writers = [self._owner(where).insert.remote(part) for where, part in parts.items()]
+        results = await asyncio.gather(
+            *(self._call(w, "tiers") for w in writers), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        added = [k for r in results if not isinstance(r, BaseException) for k in r]
+        if failed:
+            await self._undo(parts, added)
+            error = failed[0]
+            if isinstance(error, AkashaError):
+                raise error
+            raise Unavailable(f"a store failed during the write: {type(error).__name__}")
+        return added
+
+    async def _undo(self, parts: dict[Any, pa.Table], added: list[str]) -> None:
+        """The compensating delete: remove the keys this batch added, wherever it put them."""
+        if not added:
+            return
+        wanted = set(added)
+        deletes = []
+        for where, part in parts.items():
+            keys = [k for k in keys_of(part) if k in wanted]
+            if keys:
+                deletes.append(self._owner(where).delete_many.remote(keys))
+        await self._call(asyncio.gather(*deletes), "tiers", self._timeout * 3)
+
+    def _owner(self, where: Any):
+        return self.peers.shards[where] if isinstance(where, int) else self.peers.tier(where)
+
+    async def delete(self, key: str) -> bool:
+        """Delete a memory for good: a tombstone first (durable), then every tier's copy and its
+        entity links. False when no tier holds it (nothing is recorded then)."""
+        if not await self.find(key):
+            return False
+        await self._call(self.tombstones.bury([key], now_utc()), "hot shards")
+        owner = self.peers.shards[self.peers.shard_index(split_key(key)[0])]
+        deletes = [owner.delete_many.remote([key])]
+        deletes += [self.peers.warm.delete_many.remote([key])]
+        deletes += [self.peers.cold.delete_many.remote([key])]
+        await self._call(asyncio.gather(*deletes), "tiers")
+        await self._call(self.peers.graph.unlink_memory.remote(key), "graph")
+        return True
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def find(self, key: str) -> list[tuple[Tier, dict[str, Any]]]:
+        """Every copy of a memory (two while it moves between tiers), hot first."""
+        owner = self.peers.shards[self.peers.shard_index(split_key(key)[0])]
+        owners: list[tuple[Any, Tier]] = [(owner, "hot"), (self.peers.warm, "warm")]
+        owners.append((self.peers.cold, "cold"))
+        rows = await self._call(asyncio.gather(*(o.get.remote(key) for o, _ in owners)), "tiers")
+        return [(t, row) for (_, t), row in zip(owners, rows, strict=True) if row is not None]
+
+    async def search(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        system_ids: list[str] | None,
+        start: datetime | None,
+        end: datetime | None,
+        include_cold: bool = False,
+        only_keys: list[str] | None = None,
+    ) -> Found:
+        """Every tier the range reaches, in parallel; merged by similarity, one hit per key."""
+        asked = await self.plan(start, now_utc(), include_cold)
+        if only_keys is not None:
+            asked = ["hot"]  # the key filter reaches the hot index only (see README)
+        query = (vector, limit, system_ids, start, end)
+        calls = {
+            tier: (
+                (lambda: self._search_hot(*query, only_keys))
+                if tier == "hot"
+                else (lambda tier=tier: self._search_other(tier, *query))
+            )
+            for tier in asked
+        }
+        answers = await ask_tiers(calls, self._timeout)
+        hits = merge_hits((a.hits for a in answers.values()), limit)
+        reports = [
+            TierReport(tier=t, latency_ms=a.latency_ms, hits=len(a.hits), error=a.error)
+            for t, a in answers.items()
+        ]
+        self._record(self_metrics.searched(system_ids, reports, now_utc()))
+        return Found(hits=hits, answers=answers)
+
+    async def _search_hot(self, vector, limit, system_ids, start, end, only_keys) -> list[dict]:
+        """Every shard holding the systems asked; a failed shard makes the answer partial."""
+        plan = plan_hot(system_ids, len(self.peers.shards))
+        calls = [
+            self.peers.shards[i].search.remote(vector, limit, systems, start, end, only_keys)
+            for i, systems in plan.items()
+        ]
+        parts = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [f"hot-{i}" for i, p in zip(plan, parts, strict=True) if isinstance(p, Exception)]
+        hits = [h for p in parts if not isinstance(p, Exception) for h in p]
+        if failed:
+            raise PartialTier(f"{', '.join(failed)} did not answer", _tagged(hits, "hot"))
+        return _tagged(hits, "hot")
+
+    async def _search_other(self, tier, vector, limit, system_ids, start, end) -> list[dict]:
+        hits = await self.peers.tier(tier).search.remote(vector, limit, system_ids, start, end)
+        return _tagged(hits, tier)
+
+    # -- self-metrics ------------------------------------------------------------------------
+
+    def _record(self, points: list) -> None:
+        """Write Akasha's own metrics without making the request wait for (or fail on) them."""
+        if not points:
+            return
+        if self._timeseries is None:
+            try:
+                self._timeseries = find(TIMESERIES, self._settings.namespace)
+            except Unavailable:
+                return  # no metrics store running: nothing to record into
+        self._timeseries.write.remote(PointBatch.from_points(points))
+
+    async def _sample_tier_sizes(self) -> None:
+        if time.monotonic() - self._sizes_sampled_at < TIER_SIZES_EVERY_S:
+            return
+        self._sizes_sampled_at = time.monotonic()
+        counts = await self._call(
+            asyncio.gather(*(s.system_counts.remote() for s in self.peers.shards)), "hot shards"
+        )
+        merged = {system: n for part in counts for system, n in part.items()}
+        self._record(self_metrics.tier_sizes("hot", merged, now_utc()))
+
+    async def _call(self, awaitable, component: str, timeout_s: float | None = None):
+        return await call(awaitable, component, timeout_s or self._timeout)
+
+
+async def call(awaitable, component: str, timeout_s: float):
+    """Await an actor call (or several): an AkashaError raised in an actor keeps its status, a
+    dead actor or a timeout is Unavailable (503)."""
+    try:
+        return await asyncio.wait_for(_awaited(awaitable), timeout_s)
+    except TimeoutError as exc:
+        raise Unavailable(f"{component} did not answer within {timeout_s} s") from exc
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, AkashaError):  # e.g. NotFound raised by the store: its status
+            raise exc.cause from None
+        raise Unavailable(f"{component} failed: {type(exc.cause).__name__}") from exc
+    except ray.exceptions.RayActorError as exc:
+        raise Unavailable(f"{component} is not available (restarting?)") from exc
+
+
+def _one_row_per_key(batch: pa.Table) -> pa.Table:
+    """The first row of each key; Conflict when a key repeats with other content."""
+    keys = key_array(batch).to_pylist()
+    if len(set(keys)) == len(keys):
+        return batch
+    first: dict[str, str] = {}
+    keep = []
+    for key, digest in zip(keys, batch.column("content_hash").to_pylist(), strict=True):
+        if key in first and first[key] != digest:
+            raise Conflict(
+                f"memory id {split_key(key)[1]!r} appears twice in the batch with other content",
+                field="memories",
+            )
+        keep.append(key not in first)
+        first.setdefault(key, digest)
+    return batch.filter(pa.array(keep))
+
+
+def _split_hot(parts: dict[Tier, pa.Table], peers: Peers) -> dict[Any, pa.Table]:
+    """The hot part split by owning shard (keys: shard index, "warm", "cold")."""
+    out: dict[Any, pa.Table] = {t: p for t, p in parts.items() if t != "hot"}
+    hot = parts.get("hot")
+    if hot is not None:
+        shard_of = np.array([peers.shard_index(s) for s in hot.column("system_id").to_pylist()])
+        for i in np.unique(shard_of).tolist():
+            out[i] = hot.filter(pa.array(shard_of == i))
+    return out
+
+
+async def _awaited(ref):
+    return await ref
+
+
+def _tagged(hits: list[dict], tier: Tier) -> list[dict]:
+    for hit in hits:
+        hit["tier"] = tier
+    return hits
