@@ -1,13 +1,15 @@
 """The `graph` actor: sole owner of the knowledge graph store (a DuckDB file or a Neo4j driver).
 
 The supervisor wraps it with `ray.remote(GraphActor)`; as an async actor it serves calls on one
-event loop. The store opens on the first call (or `ready()`), not in the constructor.
+event loop. The store opens on the first call (or `ready()`), not in the constructor. Who may ask
+what is the HTTP layer's to check: it passes the caller's systems as `system_id` / `visible` /
+`systems` (see `akasha_ray.graph.base`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from akasha_ray.graph import (
     Relationship,
     open_graph_store,
 )
-from akasha_ray.graph.models import DEFAULT_HOPS
+from akasha_ray.graph.models import DEFAULT_HOPS, DEFAULT_MEMORIES_PAGE
 
 
 class GraphActor:
@@ -50,8 +52,8 @@ class GraphActor:
     async def upsert_relationships(self, relationships: Sequence[Relationship]) -> int:
         return await (await self._graph()).upsert_relationships(relationships)
 
-    async def get_entity(self, entity_id: str) -> Entity | None:
-        return await (await self._graph()).get_entity(entity_id)
+    async def get_entity(self, entity_id: str, system_id: str | None = None) -> Entity | None:
+        return await (await self._graph()).get_entity(entity_id, system_id)
 
     async def neighbors(
         self,
@@ -60,8 +62,14 @@ class GraphActor:
         types: Sequence[str] | None = None,
         as_of: datetime | None = None,
         limit: int = 1000,
+        *,
+        system_id: str | None = None,
+        visible: Sequence[str] | None = None,
     ) -> Neighborhood:
-        return await (await self._graph()).neighbors(entity_id, depth, types, as_of, limit)
+        graph = await self._graph()
+        return await graph.neighbors(
+            entity_id, depth, types, as_of, limit, system_id=system_id, visible=visible
+        )
 
     async def shortest_path(
         self,
@@ -71,21 +79,33 @@ class GraphActor:
         types: Sequence[str] | None = None,
         as_of: datetime | None = None,
         directed: bool = False,
+        *,
+        system_id: str | None = None,
+        visible: Sequence[str] | None = None,
     ) -> PathResult:
         graph = await self._graph()
-        return await graph.shortest_path(source, target, max_hops, types, as_of, directed)
+        return await graph.shortest_path(
+            source, target, max_hops, types, as_of, directed, system_id=system_id, visible=visible
+        )
 
-    async def delete_entity(self, entity_id: str) -> bool:
-        return await (await self._graph()).delete_entity(entity_id)
+    async def delete_entity(self, entity_id: str, system_id: str | None = None) -> bool:
+        return await (await self._graph()).delete_entity(entity_id, system_id)
 
-    async def link_memories(self, memory_id: str, entity_ids: Sequence[str]) -> int:
-        return await (await self._graph()).link_memories(memory_id, entity_ids)
+    async def link_memories(self, links: Mapping[str, Sequence[str]]) -> int:
+        """Memory key -> entity ids, for a whole batch of memories in one call."""
+        return await (await self._graph()).link_memories(links)
 
-    async def unlink_memory(self, memory_id: str) -> int:
-        return await (await self._graph()).unlink_memory(memory_id)
+    async def unlink_memory(self, key: str) -> int:
+        return await (await self._graph()).unlink_memory(key)
 
-    async def entity_memories(self, entity_id: str) -> list[str]:
-        return await (await self._graph()).entity_memories(entity_id)
+    async def entity_memories(
+        self,
+        entity_id: str,
+        systems: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = DEFAULT_MEMORIES_PAGE,
+    ) -> tuple[list[str], str | None]:
+        return await (await self._graph()).entity_memories(entity_id, systems, after, limit)
 
     async def stats(self) -> GraphStats:
         return await (await self._graph()).stats()

@@ -45,12 +45,14 @@ async def open_graph_store(config: GraphConfig, data_dir: Path) -> GraphStore:
     if config.backend == "duckdb":
         from akasha_ray.graph.duckdb_store import DuckDBGraphStore
 
-        return await DuckDBGraphStore.open(graph_file(data_dir))
+        return await DuckDBGraphStore.open(graph_file(data_dir), config.max_frontier)
     if config.backend == "neo4j":
         if not config.uri:
             raise ConfigError("graph.backend is neo4j but graph.uri is unset (AKASHA_GRAPH__URI)")
         from akasha_ray.graph.neo4j_store import Neo4jGraphStore
 
         password = config.password.get_secret_value() if config.password else None
-        return await Neo4jGraphStore.connect(config.uri, user=config.user, password=password)
+        return await Neo4jGraphStore.connect(
+            config.uri, user=config.user, password=password, max_frontier=config.max_frontier
+        )
     raise ConfigError(f"unknown graph.backend {config.backend!r}")

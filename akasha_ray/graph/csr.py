@@ -6,14 +6,19 @@ since. Deleting or superseding an edge clears its `alive` bit; once the overlay 
 outgrow a fraction of the graph (`needs_rebuild`) the store builds a fresh one from its tables. So
 small writes cost microseconds here, and a bulk load one rebuild.
 
-Each edge keeps everything a `Relationship` needs (its id is derived from the rest), so a path or
-a neighbourhood is answered without a database round trip.
+Each edge keeps everything a `Relationship` needs (its id is derived from the rest), its owner
+included, so a path or a neighbourhood is answered without a database round trip, and crosses
+only the owners its filter allows.
+
+Traversals take a cap on the entities they reach (besides the start): once a search has reached
+more, it stops before the next level and says so (`PathSearch.truncated`, `Levels.truncated`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +46,8 @@ class Direction(Enum):
 
 @dataclass
 class EdgeColumns:
-    """One row per edge: ends as node numbers, type code, validity and creation in epoch µs."""
+    """One row per edge: ends as node numbers, type code, validity and creation in epoch µs,
+    owner code."""
 
     src: np.ndarray  # int32
     dst: np.ndarray  # int32
@@ -49,6 +55,7 @@ class EdgeColumns:
     vf: np.ndarray  # int64, OPEN_LOW when unbounded
     vt: np.ndarray  # int64, OPEN_HIGH when open
     created: np.ndarray  # int64
+    owner: np.ndarray  # int32, index into the store's owner names
 
     @classmethod
     def of(
@@ -59,14 +66,17 @@ class EdgeColumns:
         vf: ArrayLike,
         vt: ArrayLike,
         created: ArrayLike,
+        owner: ArrayLike | None = None,
     ) -> EdgeColumns:
+        src = np.asarray(src, np.int32)
         return cls(
-            src=np.asarray(src, np.int32),
+            src=src,
             dst=np.asarray(dst, np.int32),
             etype=np.asarray(etype, np.int32),
             vf=np.asarray(vf, np.int64),
             vt=np.asarray(vt, np.int64),
             created=np.asarray(created, np.int64),
+            owner=np.zeros(src.size, np.int32) if owner is None else np.asarray(owner, np.int32),
         )
 
     @classmethod
@@ -92,11 +102,15 @@ _FIELDS = tuple(f.name for f in fields(EdgeColumns))
 class EdgeFilter:
     allowed: np.ndarray | None = None  # bool per type code; None: every type
     as_of: int | None = None  # epoch µs; None: ignore validity
+    owners: np.ndarray | None = None  # bool per owner code; None: every owner
 
     def keep(self, cols: EdgeColumns, rows: np.ndarray) -> np.ndarray | None:
         keep = None
         if self.allowed is not None:
             keep = self.allowed[cols.etype[rows]]
+        if self.owners is not None:
+            mine = self.owners[cols.owner[rows]]
+            keep = mine if keep is None else keep & mine
         if self.as_of is not None:
             valid = (cols.vf[rows] <= self.as_of) & (self.as_of < cols.vt[rows])
             keep = valid if keep is None else keep & valid
@@ -154,6 +168,23 @@ class _Csr:
             size *= 2
         cuts = np.searchsorted(running, bounds, side="right")
         return [piece for piece in np.split(front, cuts) if piece.size]
+
+
+class PathSearch(NamedTuple):
+    """A shortest path as (nodes, edges), or None; `truncated` when the cap stopped the search."""
+
+    found: tuple[list[int], list[int]] | None
+    truncated: bool = False
+
+
+class Levels(NamedTuple):
+    """Nodes reached, their depths, the edges crossed; `truncated` when the cap stopped the
+    search before `depth` (the levels reached are whole)."""
+
+    nodes: np.ndarray
+    depths: np.ndarray
+    edges: np.ndarray
+    truncated: bool = False
 
 
 class _Search:
@@ -258,23 +289,31 @@ class Adjacency:
         self._ov_props.extend(props)
         self._ov_alive = np.concatenate([self._ov_alive, np.ones(len(cols), bool)])
 
-    def find_edge(self, src: int, dst: int, etype: int, vf: int) -> int | None:
-        """The live edge with this identity (the relationship id derives from it), if any."""
+    def find_edge(
+        self, src: int, dst: int, etype: int, vf: int, owner: int | None = None
+    ) -> int | None:
+        """The live edge with this identity (the relationship id derives from it), if any;
+        `owner` None matches any owner."""
         if src < self._n_base:
             _, rows = self._out.gather(np.array([src]))
             cols = self._base
-            hit = rows[
+            match = (
                 (cols.dst[rows] == dst)
                 & (cols.etype[rows] == etype)
                 & (cols.vf[rows] == vf)
                 & self._alive[rows]
-            ]
+            )
+            if owner is not None:
+                match &= cols.owner[rows] == owner
+            hit = rows[match]
             if hit.size:
                 return int(hit[0])
         ov = self._overlay
-        hit = np.nonzero(
-            (ov.src == src) & (ov.dst == dst) & (ov.etype == etype) & (ov.vf == vf) & self._ov_alive
-        )[0]
+        match = (ov.src == src) & (ov.dst == dst) & (ov.etype == etype) & (ov.vf == vf)
+        match &= self._ov_alive
+        if owner is not None:
+            match &= ov.owner == owner
+        hit = np.nonzero(match)[0]
         return int(hit[0]) + len(self._base) if hit.size else None
 
     def kill_edge(self, edge: int) -> None:
@@ -390,35 +429,47 @@ class Adjacency:
         return csr.degree(inside) + front.size - inside.size
 
     def shortest_path(
-        self, source: int, target: int, max_hops: int, flt: EdgeFilter, directed: bool
-    ) -> tuple[list[int], list[int]] | None:
+        self,
+        source: int,
+        target: int,
+        max_hops: int,
+        flt: EdgeFilter,
+        directed: bool,
+        cap: int | None = None,
+    ) -> PathSearch:
         """Bidirectional BFS, a level at a time, always growing the cheaper side.
 
         The first level at which the two searches touch gives a shortest path: before it, no
-        path of length <= (forward depth + backward depth) existed.
+        path of length <= (forward depth + backward depth) existed. Once both sides together
+        have reached more than `cap` nodes with levels still to go, it gives up: truncated.
         """
         if source == target:
-            return [source], []
+            return PathSearch(([source], []))
         fwd_dir = Direction.OUT if directed else Direction.BOTH
         bwd_dir = Direction.IN if directed else Direction.BOTH
         csr_f, csr_b = self._by_direction[fwd_dir], self._by_direction[bwd_dir]
         fwd, bwd = self._forward, self._backward
         front_f, front_b = fwd.start(source), bwd.start(target)
         cost_f, cost_b = self._cost(front_f, csr_f), self._cost(front_b, csr_b)
-        for _ in range(max_hops):
+        reached = 0
+        for hop in range(max_hops):
             if cost_f <= cost_b:
                 front_f, meet = self._step(front_f, fwd_dir, csr_f, flt, fwd, bwd, cost_f)
                 if meet is None:
                     cost_f = self._cost(front_f, csr_f)
+                    reached += front_f.size
             else:
                 front_b, meet = self._step(front_b, bwd_dir, csr_b, flt, bwd, fwd, cost_b)
                 if meet is None:
                     cost_b = self._cost(front_b, csr_b)
+                    reached += front_b.size
             if meet is not None:
-                return self._join(meet, directed)
+                return PathSearch(self._join(meet, directed))
             if not front_f.size or not front_b.size:
                 break
-        return None
+            if cap is not None and reached > cap and hop < max_hops - 1:
+                return PathSearch(None, truncated=True)
+        return PathSearch(None)
 
     def _other_end(self, edge: int, node: int) -> int:
         cols, row = (
@@ -445,25 +496,30 @@ class Adjacency:
                 edges += half_edges
         return nodes, edges
 
-    def levels(
-        self, start: int, depth: int, flt: EdgeFilter
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Undirected BFS to `depth`: (nodes reached, their depths, edges crossed)."""
+    def levels(self, start: int, depth: int, flt: EdgeFilter, cap: int | None = None) -> Levels:
+        """Undirected BFS to `depth`; stops after a level once more than `cap` nodes are reached
+        (truncated when levels were left)."""
         side = self._forward
         front = side.start(start)
         reached_nodes, reached_depths, crossed = [], [], []
+        reached, truncated = 0, False
         for level in range(1, depth + 1):
             to, edges = self._expand(front, Direction.BOTH, self._both, flt, side)
             crossed.append(edges)
             front = _claim(to, edges, side)
             reached_nodes.append(front)
             reached_depths.append(np.full(front.size, level, np.int64))
+            reached += front.size
             if not front.size:
                 break
-        return (
+            if cap is not None and reached > cap and level < depth:
+                truncated = True
+                break
+        return Levels(
             np.concatenate(reached_nodes),
             np.concatenate(reached_depths),
             np.unique(np.concatenate(crossed)),
+            truncated,
         )
 
 

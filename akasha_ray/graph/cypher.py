@@ -5,14 +5,17 @@ and variable-length hop bounds. Types are checked against TYPE_NAME_PATTERN (no 
 and then backquoted; hop bounds are checked integers. Times are epoch microseconds (ints), since
 FalkorDB fails on temporal parameters and crashes returning temporal values.
 
+Entities are keyed by `key` (`<owner>/<id>`, see `models.node_key`) and carry `system_id` and
+`id`; relationships carry `system_id` (their owner), which every traversal filters on.
+
+Paths and neighbourhoods are a BFS driven by the store, one `expand` query per level, on both
+dialects: the store counts what each level reached and stops at its frontier cap, which neither
+Neo4j's `shortestPath` nor FalkorDB's `algo.SPpaths` can do (nor can they filter on owners and
+validity inside the search on FalkorDB, which also returned a longer-than-shortest path here).
+
 Where the dialects differ (FalkorDB was the only Bolt server these tests could run against):
-- indexes: Neo4j 5 gets a uniqueness constraint on :Entity(id) and `IF NOT EXISTS` indexes;
+- indexes: Neo4j 5 gets a uniqueness constraint on :Entity(key) and `IF NOT EXISTS` indexes;
   FalkorDB has neither, so its indexes are created only when `db.indexes()` lacks them;
-- shortest path: Neo4j 5 uses `shortestPath` in MATCH with the validity test in WHERE (applied
-  during the search). FalkorDB allows `shortestPath` only in WITH/RETURN, only directed, with no
-  filter inside, and it returned a longer-than-shortest untyped directed path in a test here; so
-  FalkorDB paths go through `algo.SPpaths` (relDirection 'outgoing' or 'both'), and paths `as_of` a
-  time run as a bidirectional BFS driven by the store, one `expand` query per level;
 - property text: FalkorDB's Bolt layer writes parameters into the query text and mishandles
   quotes and backslashes inside strings (`it's` fails to parse, `a\\"b` comes back as `a"b`).
   Ids, type names and memory ids cannot hold those characters; the JSON text of properties, which
@@ -33,7 +36,7 @@ from typing import Any, TypeVar
 
 from akasha_ray.errors import InvalidInput
 from akasha_ray.graph import models
-from akasha_ray.graph.models import MAX_HOPS, MIN_HOPS, TYPE_NAME_PATTERN
+from akasha_ray.graph.models import MAX_MEMORIES_PAGE, SHARED, TYPE_NAME_PATTERN
 
 _TYPE_NAME = re.compile(TYPE_NAME_PATTERN)
 NEO4J_ROWS_PER_STATEMENT = 5000
@@ -95,83 +98,100 @@ def _types(types: tuple[str, ...] | None) -> str:
     return "" if not types else ":" + "|".join(quote_type(t) for t in types)
 
 
-def _hops(max_hops: int) -> int:
-    if isinstance(max_hops, bool) or not isinstance(max_hops, int):
-        raise ValueError("max_hops must be an int")
-    if not MIN_HOPS <= max_hops <= MAX_HOPS:
-        raise ValueError(f"max_hops must be from {MIN_HOPS} to {MAX_HOPS}")
-    return max_hops
-
-
-# `r` valid at $as_of: valid_from <= t < valid_to, absent bounds open.
+# `r` valid at $as_of: valid_from <= t < valid_to, absent bounds are open.
 _VALID = (
     "(r.valid_from IS NULL OR r.valid_from <= $as_of) "
     "AND (r.valid_to IS NULL OR $as_of < r.valid_to)"
 )
+_VISIBLE = "r.system_id IN $owners"
 # One relationship as a map, the same shape from every query.
 _REL = (
-    "{id: r.id, source: startNode(r).id, target: endNode(r).id, type: type(r), "
+    "{id: r.id, system_id: r.system_id, source: startNode(r).id, target: endNode(r).id, "
+    "source_key: startNode(r).key, target_key: endNode(r).key, type: type(r), "
     "properties: r.properties, created_at: r.created_at, valid_from: r.valid_from, "
     "valid_to: r.valid_to}"
+)
+_ENTITY = (
+    "e.key AS key, e.system_id AS system_id, e.id AS id, e.type AS type, e.properties AS properties"
 )
 
 # -- schema -------------------------------------------------------------------------------------
 
 NEO4J5_SCHEMA = (
-    "CREATE CONSTRAINT akasha_entity_id IF NOT EXISTS FOR (e:Entity) REQUIRE e.id IS UNIQUE",
+    # Ids are unique per system now, not across the graph: the old constraint must go.
+    "DROP CONSTRAINT akasha_entity_id IF EXISTS",
+    "CREATE CONSTRAINT akasha_entity_key IF NOT EXISTS FOR (e:Entity) REQUIRE e.key IS UNIQUE",
+    "CREATE INDEX akasha_entity_id IF NOT EXISTS FOR (e:Entity) ON (e.id)",
     "CREATE INDEX akasha_mention_entity IF NOT EXISTS FOR (m:MemoryMention) ON (m.entity_id)",
-    "CREATE INDEX akasha_mention_memory IF NOT EXISTS FOR (m:MemoryMention) ON (m.memory_id)",
+    "CREATE INDEX akasha_mention_memory IF NOT EXISTS FOR (m:MemoryMention) ON (m.memory_key)",
 )
 FALKORDB_INDEXES = {
+    ("Entity", "key"): "CREATE INDEX FOR (e:Entity) ON (e.key)",
     ("Entity", "id"): "CREATE INDEX FOR (e:Entity) ON (e.id)",
     ("MemoryMention", "entity_id"): "CREATE INDEX FOR (m:MemoryMention) ON (m.entity_id)",
-    ("MemoryMention", "memory_id"): "CREATE INDEX FOR (m:MemoryMention) ON (m.memory_id)",
+    ("MemoryMention", "memory_key"): "CREATE INDEX FOR (m:MemoryMention) ON (m.memory_key)",
 }
 FALKORDB_LIST_INDEXES = "CALL db.indexes() YIELD label, properties RETURN label, properties"
 # Neo4j 5 has no dbms.procedures(); FalkorDB has, and lists its algo.* procedures there.
 DETECT_FALKORDB = "CALL dbms.procedures() YIELD name RETURN collect(name) AS names"
 
+# The graph before ownership becomes shared (ids kept: a shared relationship's id derives as
+# before); its memory mentions named no system, so they go (re-ingest links again).
+LEGACY = (
+    (
+        "MATCH (e:Entity) WHERE e.key IS NULL "
+        "SET e.system_id = $shared, e.key = $shared + '/' + e.id",
+        {"shared": SHARED},
+    ),
+    ("MATCH ()-[r]->() WHERE r.system_id IS NULL SET r.system_id = $shared", {"shared": SHARED}),
+    ("MATCH (m:MemoryMention) WHERE m.memory_key IS NULL DELETE m", {}),
+)
+
 # -- entities and memory links ------------------------------------------------------------------
 
 UPSERT_ENTITIES = """
 UNWIND $rows AS row
-MERGE (e:Entity {id: row.id})
-SET e.type = row.type, e.properties = row.properties
+MERGE (e:Entity {key: row.key})
+SET e.system_id = row.system_id, e.id = row.id, e.type = row.type, e.properties = row.properties
 """
-GET_ENTITIES = """
-UNWIND $ids AS id
-MATCH (e:Entity {id: id})
-RETURN e.id AS id, e.type AS type, e.properties AS properties
+GET_ENTITIES = f"""
+UNWIND $keys AS k
+MATCH (e:Entity {{key: k}})
+RETURN {_ENTITY}
 """
 DELETE_ENTITY = """
-MATCH (e:Entity {id: $id})
+MATCH (e:Entity {key: $key})
 DETACH DELETE e
 RETURN count(*) AS deleted
 """
-DELETE_ENTITY_MENTIONS = """
+OWNERS_OF_ID = "MATCH (e:Entity {id: $id}) RETURN e.system_id AS system_id"
+DELETE_SYSTEM_MENTIONS = """
+MATCH (m:MemoryMention {entity_id: $id, system_id: $system_id})
+DELETE m
+RETURN count(*) AS deleted
+"""
+# A shared entity: the mentions of every system that has no entity of its own under that id.
+DELETE_SHARED_MENTIONS = """
 MATCH (m:MemoryMention {entity_id: $id})
+WHERE NOT m.system_id IN $owners
 DELETE m
 RETURN count(*) AS deleted
 """
 # Mentions are nodes apart from the entity graph, so no path can run through a memory.
-LINKED_ENTITIES = """
-MATCH (m:MemoryMention {memory_id: $memory_id})
-WHERE m.entity_id IN $entity_ids
-RETURN m.entity_id AS entity_id
+LINKS_OF_MEMORIES = """
+UNWIND $keys AS k
+MATCH (m:MemoryMention {memory_key: k})
+RETURN m.memory_key AS memory_key, m.entity_id AS entity_id
 """
 CREATE_MENTIONS = """
-UNWIND $entity_ids AS entity_id
-CREATE (:MemoryMention {memory_id: $memory_id, entity_id: entity_id})
+UNWIND $rows AS row
+CREATE (:MemoryMention {memory_key: row.memory_key, system_id: row.system_id,
+                        entity_id: row.entity_id})
 """
 DELETE_MEMORY_MENTIONS = """
-MATCH (m:MemoryMention {memory_id: $memory_id})
+MATCH (m:MemoryMention {memory_key: $memory_key})
 DELETE m
 RETURN count(*) AS deleted
-"""
-ENTITY_MEMORIES = """
-MATCH (m:MemoryMention {entity_id: $id})
-RETURN m.memory_id AS memory_id
-ORDER BY memory_id
 """
 # Simple counts, which Neo4j answers from its count store (only entities have relationships).
 COUNT_ENTITIES = "MATCH (e:Entity) RETURN count(e) AS n"
@@ -179,60 +199,67 @@ COUNT_RELATIONSHIPS = "MATCH ()-[r]->() RETURN count(r) AS n"
 COUNT_MENTIONS = "MATCH (m:MemoryMention) RETURN count(m) AS n"
 
 
+def entity_memories(with_systems: bool, with_after: bool, limit: int) -> str:
+    """Memory keys mentioning `$id`, in key order, at most `limit` (a checked int: LIMIT is
+    written into the text, as FalkorDB may not take it as a parameter)."""
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int)
+        or not 1 <= limit <= MAX_MEMORIES_PAGE + 1
+    ):
+        raise ValueError(f"limit must be an int from 1 to {MAX_MEMORIES_PAGE + 1}")
+    tests = ["m.system_id IN $systems"] if with_systems else []
+    tests += ["m.memory_key > $after"] if with_after else []
+    where = f"WHERE {' AND '.join(tests)}" if tests else ""
+    return f"""
+MATCH (m:MemoryMention {{entity_id: $id}})
+{where}
+RETURN m.memory_key AS memory_key
+ORDER BY memory_key
+LIMIT {limit}
+"""
+
+
 def upsert_relationships(rel_type: str) -> str:
     """One statement per type: Cypher cannot take the type of a MERGEd relationship as data."""
     return f"""
 UNWIND $rows AS row
-MATCH (a:Entity {{id: row.source}})
-MATCH (b:Entity {{id: row.target}})
+MATCH (a:Entity {{key: row.source}})
+MATCH (b:Entity {{key: row.target}})
 MERGE (a)-[r:{quote_type(rel_type)} {{id: row.id}}]->(b)
-SET r.properties = row.properties, r.created_at = row.created_at,
+SET r.system_id = row.system_id, r.properties = row.properties, r.created_at = row.created_at,
     r.valid_from = row.valid_from, r.valid_to = row.valid_to
+"""
+
+
+def drop_moved_relationships(rel_type: str) -> str:
+    """Where an end id names both the system's entity and a shared one, the relationship may
+    have been written to the other: drop that copy (found by id between the candidate ends)."""
+    return f"""
+UNWIND $rows AS row
+UNWIND row.sources AS sk
+UNWIND row.targets AS tk
+MATCH (a:Entity {{key: sk}})-[r:{quote_type(rel_type)} {{id: row.id}}]->(b:Entity {{key: tk}})
+WHERE NOT (sk = row.source AND tk = row.target)
+DELETE r
 """
 
 
 # -- traversal ----------------------------------------------------------------------------------
 
 
-def expand(types: tuple[str, ...] | None, direction: str, with_as_of: bool) -> str:
-    """Every relationship leaving a frontier: one BFS level for neighbours and FalkorDB paths.
-
-    `direction` is "out", "in" or "both", relative to the frontier entity `a`.
-    """
+def expand(
+    types: tuple[str, ...] | None, direction: str, with_as_of: bool, with_owners: bool = False
+) -> str:
+    """Every relationship leaving a frontier (node keys): one BFS level of neighbourhoods and
+    paths. `direction` is "out", "in" or "both", relative to the frontier entity `a`."""
     left, right = {"out": ("-", "->"), "in": ("<-", "-"), "both": ("-", "-")}[direction]
-    where = f"WHERE {_VALID}" if with_as_of else ""
+    tests = [_VALID] if with_as_of else []
+    tests += [_VISIBLE] if with_owners else []
+    where = f"WHERE {' AND '.join(tests)}" if tests else ""
     return f"""
-UNWIND $frontier AS fid
-MATCH (a:Entity {{id: fid}}){left}[r{_types(types)}]{right}(b:Entity)
+UNWIND $frontier AS fk
+MATCH (a:Entity {{key: fk}}){left}[r{_types(types)}]{right}(b:Entity)
 {where}
-RETURN a.id AS from_id, b.id AS to_id, {_REL} AS rel
+RETURN a.key AS from_key, b.key AS to_key, {_REL} AS rel
 """
-
-
-def shortest_path(
-    dialect: Dialect,
-    max_hops: int,
-    types: tuple[str, ...] | None,
-    directed: bool,
-    with_as_of: bool,
-) -> str | None:
-    """A query returning `ids` and `rels` of one shortest path, or None where the dialect has
-    no such query (FalkorDB with `as_of`): the store then runs its own BFS over `expand`."""
-    hops = _hops(max_hops)
-    arrow = "->" if directed else "-"
-    pattern = f"[{_types(types)}*1..{hops}]"
-    result = f"RETURN [n IN nodes(p) | n.id] AS ids, [r IN relationships(p) | {_REL}] AS rels"
-    ends = "MATCH (a:Entity {id: $source}), (b:Entity {id: $target})"
-    if dialect is Dialect.NEO4J5:
-        where = f"WHERE all(r IN relationships(p) WHERE {_VALID})" if with_as_of else ""
-        return f"{ends}\nMATCH p = shortestPath((a)-{pattern}{arrow}(b))\n{where}\n{result}"
-    if with_as_of:
-        return None
-    # FalkorDB's shortestPath() missed a shorter untyped directed path here; algo.SPpaths did not.
-    rel_types = "relTypes: $types, " if types else ""
-    direction = "outgoing" if directed else "both"
-    return (
-        f"{ends}\nCALL algo.SPpaths({{sourceNode: a, targetNode: b, {rel_types}"
-        f"relDirection: '{direction}', maxLen: {hops}}}) YIELD path\n"
-        f"WITH path AS p LIMIT 1\n{result}"
-    )

@@ -102,7 +102,12 @@ async def test_falkordb_refuses_rows_it_cannot_take(store):
         await store.upsert_entities([big])
     many = [Entity(id=f"e{i:04d}", type="Node", properties={"i": i}) for i in range(400)]
     assert await store.upsert_entities(many) == 400
-    assert await store.link_memories("m-1", [e.id for e in many]) == 400
-    assert len(await store.entity_memories("e0399")) == 1
+    assert await store.link_memories({"bot/m-1": [e.id for e in many]}) == 400
+    assert await store.entity_memories("e0399") == (["bot/m-1"], None)
+    # Many memories in one call: the batched link of an ingest.
+    links = {f"bot/m-{i:04d}": ["e0001", "e0002"] for i in range(300)}
+    assert await store.link_memories(links) == 600
+    page, cursor = await store.entity_memories("e0001", ["bot"], limit=1000)
+    assert (len(page), cursor) == (301, None)
     hood = await store.neighbors("e0000")
     assert hood.neighbors == []

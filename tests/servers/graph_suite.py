@@ -2,7 +2,9 @@
 as the independent peer for path lengths and neighbourhoods on random graphs.
 
 Used by tests/unit/test_graph_duckdb.py (DuckDB) and tests/integration/test_graph_bolt.py (DuckDB
-and FalkorDB over Bolt, the same assertions).
+and FalkorDB over Bolt, the same assertions). The fixed scenarios cover ownership (two systems'
+entities of the same id, shared entities, a path that exists only through another system's
+relationship), memory links by memory key with pagination, and the frontier cap.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 
 from akasha_ray.errors import InvalidInput, NotFound
 from akasha_ray.graph import Entity, GraphStore, PathResult, Relationship
+from akasha_ray.identity import memory_key
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 ADA, BOB, CY, DEE, EVE = "person:ada", "person:bob", "person:cy", "person:dee", "person:eve"
@@ -243,12 +246,12 @@ async def scenario_updates_and_deletes(store: GraphStore) -> None:
     assert_path(path, 2, as_of=later)
     assert extended in path.relationships
 
-    await store.link_memories("mem-1", [ACME, ADA])
+    await store.link_memories({"bot/mem-1": [ACME, ADA]})
     assert await store.delete_entity(ACME) is True
     assert await store.delete_entity(ACME) is False
     assert await store.get_entity(ACME) is None
-    assert await store.entity_memories(ACME) == []
-    assert await store.entity_memories(ADA) == ["mem-1"]
+    assert await store.entity_memories(ACME) == ([], None)
+    assert await store.entity_memories(ADA) == (["bot/mem-1"], None)
     stats = await store.stats()
     assert (stats.entities, stats.relationships) == (6, 3)
     assert_path(await store.shortest_path(ADA, PARIS, max_hops=10), None)
@@ -277,34 +280,76 @@ async def scenario_missing_ends(store: GraphStore) -> None:
     assert_path(await store.shortest_path(EVE, ADA), None)
 
 
+M1 = "0190a1b2-0000-7000-8000-000000000001"
+M2 = "0190a1b2-0000-7000-8000-000000000002"
+
+
 async def scenario_memories(store: GraphStore) -> None:
+    """Links keyed by (system_id, id): the same memory id in two systems is two memories."""
     await load_small_world(store)
-    assert await store.link_memories("0190a1b2-0000-7000-8000-000000000002", [ADA, BOB]) == 2
-    assert await store.link_memories("0190a1b2-0000-7000-8000-000000000002", [ADA, CY, CY]) == 1
-    assert await store.link_memories("0190a1b2-0000-7000-8000-000000000001", [ADA]) == 1
-    assert await store.link_memories("0190a1b2-0000-7000-8000-000000000003", []) == 0
+    a1, a2, b2 = memory_key("a", M1), memory_key("a", M2), memory_key("b", M2)
+    assert await store.link_memories({a2: [ADA, BOB], b2: [ADA]}) == 3
+    assert await store.link_memories({a2: [ADA, CY, CY], a1: [ADA]}) == 2
+    assert await store.link_memories({memory_key("a", "m-3"): []}) == 0
+    assert await store.link_memories({}) == 0
     # Entities need not exist yet: ingest names them before the graph knows them.
-    assert await store.link_memories("m-9", ["person:zed"]) == 1
-    assert await store.entity_memories(ADA) == [
-        "0190a1b2-0000-7000-8000-000000000001",
-        "0190a1b2-0000-7000-8000-000000000002",
-    ]
-    assert await store.entity_memories("person:zed") == ["m-9"]
-    assert (await store.stats()).memory_links == 5
-    assert await store.unlink_memory("0190a1b2-0000-7000-8000-000000000002") == 3
-    assert await store.unlink_memory("0190a1b2-0000-7000-8000-000000000002") == 0
-    assert await store.entity_memories(ADA) == ["0190a1b2-0000-7000-8000-000000000001"]
-    assert await store.entity_memories(BOB) == []
+    assert await store.link_memories({"a/m-9": ["person:zed"]}) == 1
+    assert await store.entity_memories(ADA) == ([a1, a2, b2], None)
+    assert await store.entity_memories(ADA, ["a"]) == ([a1, a2], None)
+    assert await store.entity_memories(ADA, ["b"]) == ([b2], None)
+    assert await store.entity_memories(ADA, ["c"]) == ([], None)
+    assert await store.entity_memories(ADA, []) == ([], None)
+    assert await store.entity_memories("person:zed") == (["a/m-9"], None)
+    assert (await store.stats()).memory_links == 6
+    assert await store.unlink_memory(a2) == 3
+    assert await store.unlink_memory(a2) == 0
+    assert await store.entity_memories(ADA) == ([a1, b2], None)  # b's copy of the id stays
+    assert await store.entity_memories(BOB) == ([], None)
+    for bad in [*HOSTILE_IDS, "m-1", "a/b/c", "/m-1", "a/", "a b/m-1", "é/m-1"]:
+        with pytest.raises(InvalidInput):
+            await store.link_memories({bad: [ADA]})
+        with pytest.raises(InvalidInput):
+            await store.unlink_memory(bad)
+        with pytest.raises(InvalidInput):
+            await store.entity_memories(ADA, after=bad)
     for bad in HOSTILE_IDS:
         with pytest.raises(InvalidInput):
-            await store.link_memories(bad, [ADA])
-        with pytest.raises(InvalidInput):
-            await store.link_memories("m-1", [bad])
+            await store.link_memories({a1: [bad]})
         with pytest.raises(InvalidInput):
             await store.entity_memories(bad)
         with pytest.raises(InvalidInput):
-            await store.unlink_memory(bad)
-    assert (await store.stats()).memory_links == 2
+            await store.entity_memories(ADA, [bad])
+    with pytest.raises(InvalidInput):
+        await store.link_memories({a1: ADA})  # a string, not a list of ids
+    with pytest.raises(InvalidInput):
+        await store.link_memories([(a1, [ADA])])
+    with pytest.raises(InvalidInput):
+        await store.entity_memories(ADA, "a")
+    for limit in (0, 1001, True, "5"):
+        with pytest.raises(InvalidInput):
+            await store.entity_memories(ADA, limit=limit)
+    assert (await store.stats()).memory_links == 3
+
+
+async def scenario_memory_pages(store: GraphStore) -> None:
+    """Pages follow key order; the cursor resumes exactly after the last key; systems filter."""
+    keys = [memory_key("a", f"m-{i:03d}") for i in range(23)]
+    other = [memory_key("b", f"m-{i:03d}") for i in range(5)]
+    assert await store.link_memories({k: [PARIS] for k in keys + other}) == 28
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = await store.entity_memories(PARIS, ["a"], after=cursor, limit=10)
+        seen += page
+        pages += 1
+        if cursor is None:
+            break
+        assert page[-1] == cursor and len(page) == 10
+    assert (seen, pages) == (keys, 3)
+    # Exactly one page: no cursor to a page that would be empty.
+    assert await store.entity_memories(PARIS, ["b"], limit=5) == (other, None)
+    page, cursor = await store.entity_memories(PARIS, limit=25)
+    assert (page, cursor) == (keys + other[:2], other[1])
+    assert await store.entity_memories(PARIS, after=cursor) == (other[2:], None)
 
 
 async def scenario_hostile_input(store: GraphStore) -> None:
@@ -345,6 +390,183 @@ async def scenario_hostile_input(store: GraphStore) -> None:
     assert (stats.entities, stats.relationships) == (8, 7)
 
 
+# -- ownership ------------------------------------------------------------------------------------
+
+ALICE, BOBBY = "person:alice", "person:bobby"
+A1, A2, X, Y = "a:one", "a:two", "hub:x", "hub:y"
+
+
+async def scenario_ownership(store: GraphStore) -> None:
+    """Two systems' entities of the same id are two entities; shared ones are read by all."""
+    await store.upsert_entities(
+        [
+            Entity(id=ALICE, type="Person", properties={"of": "a"}, system_id="a"),
+            Entity(id=ALICE, type="Person", properties={"of": "b"}, system_id="b"),
+            Entity(id=BOBBY, type="Person", system_id="b"),
+            Entity(id=PARIS, type="Place"),
+        ]
+    )
+    alice_a = await store.get_entity(ALICE, "a")
+    assert (alice_a.system_id, alice_a.properties) == ("a", {"of": "a"})
+    assert (await store.get_entity(ALICE, "b")).properties == {"of": "b"}
+    assert await store.get_entity(ALICE) is None  # no shared alice
+    assert await store.get_entity(ALICE, "c") is None
+    assert await store.get_entity(PARIS, "a") == Entity(id=PARIS, type="Place")
+    assert await store.get_entity(BOBBY, "a") is None  # b's: as unknown as a missing one
+
+    lives_a = Relationship(source=ALICE, target=PARIS, type="LIVES_IN", system_id="a")
+    lives_b = Relationship(source=ALICE, target=PARIS, type="LIVES_IN", system_id="b")
+    assert lives_a.id != lives_b.id
+    assert await store.upsert_relationships([lives_a, lives_b]) == 2
+    # b re-sends its alice: a's is untouched.
+    await store.upsert_entities([Entity(id=ALICE, type="Robot", system_id="b")])
+    assert (await store.get_entity(ALICE, "a")) == alice_a
+    assert (await store.stats()).entities == 4
+
+    hood = await store.neighbors(PARIS, system_id="a", visible=["a"])
+    assert [(n.entity.id, n.entity.system_id) for n in hood.neighbors] == [(ALICE, "a")]
+    assert hood.relationships == [lives_a]
+    hood = await store.neighbors(PARIS)  # the admin: everything
+    assert [(n.entity.system_id, n.entity.type) for n in hood.neighbors] == [
+        ("a", "Person"),
+        ("b", "Robot"),
+    ]
+    assert {r.id for r in hood.relationships} == {lives_a.id, lives_b.id}
+    path = await store.shortest_path(ALICE, PARIS, system_id="a", visible=["a"])
+    assert (path.path, path.systems, path.relationships) == ([ALICE, PARIS], ["a", None], [lives_a])
+
+    # Ends are the system's own entities or shared ones, never another system's.
+    with pytest.raises(NotFound) as err:
+        await store.upsert_relationships(
+            [Relationship(source=ALICE, target=BOBBY, type="KNOWS", system_id="a")]
+        )
+    assert BOBBY in err.value.message
+    with pytest.raises(NotFound):  # a shared relationship joins shared entities only
+        await store.upsert_relationships([Relationship(source=PARIS, target=ALICE, type="HAS")])
+    with pytest.raises(NotFound) as err:
+        await store.neighbors(BOBBY, system_id="a", visible=["a"])
+    assert err.value.field == "id"
+    with pytest.raises(NotFound):
+        await store.shortest_path(ALICE, BOBBY, system_id="a", visible=["a"])
+
+    # A delete takes exactly one system's entity, its relationships and that system's links.
+    await store.link_memories({"a/m-1": [ALICE], "b/m-1": [ALICE]})
+    assert await store.delete_entity(ALICE, "c") is False
+    assert await store.delete_entity(ALICE) is False  # no shared alice
+    assert await store.delete_entity(ALICE, "b") is True
+    assert await store.get_entity(ALICE, "b") is None
+    assert await store.get_entity(ALICE, "a") == alice_a
+    assert await store.entity_memories(ALICE) == (["a/m-1"], None)
+    assert (await store.stats()).relationships == 1
+    assert [n.entity.system_id for n in (await store.neighbors(PARIS)).neighbors] == ["a"]
+
+    # A system's own entity comes before a shared one of the same id, for it alone.
+    await store.upsert_entities([Entity(id=ALICE, type="Statue")])
+    assert (await store.get_entity(ALICE, "a")).type == "Person"
+    assert (await store.get_entity(ALICE, "b")).type == "Statue"
+    assert (await store.get_entity(ALICE)).type == "Statue"
+    # Deleting the shared one keeps a's links (they meant a's own alice) and drops b's.
+    await store.link_memories({"b/m-2": [ALICE]})
+    assert await store.delete_entity(ALICE) is True
+    assert await store.entity_memories(ALICE) == (["a/m-1"], None)
+    for bad in ("a b", "", "*", "x/y", "é"):
+        with pytest.raises(InvalidInput):
+            await store.get_entity(PARIS, bad)
+        with pytest.raises(InvalidInput):
+            await store.neighbors(PARIS, system_id=bad)
+        with pytest.raises(InvalidInput):
+            await store.neighbors(PARIS, visible=[bad])
+        with pytest.raises(InvalidInput):
+            await store.shortest_path(PARIS, PARIS, system_id=bad)
+        with pytest.raises(InvalidInput):
+            await store.shortest_path(PARIS, PARIS, visible=[bad])
+        with pytest.raises(InvalidInput):
+            await store.delete_entity(PARIS, bad)
+    with pytest.raises(InvalidInput):
+        await store.neighbors(PARIS, visible="a")
+
+
+async def scenario_path_through_another_system(store: GraphStore) -> None:
+    """a:one - x (a's), x - y (b's), y - a:two (a's): a's key finds no path from one to two; the
+    admin, or a key that holds both systems, does."""
+    await store.upsert_entities(
+        [
+            Entity(id=A1, type="Node", system_id="a"),
+            Entity(id=A2, type="Node", system_id="a"),
+            Entity(id=X, type="Hub"),
+            Entity(id=Y, type="Hub"),
+        ]
+    )
+    via_b = Relationship(source=X, target=Y, type="LINK", system_id="b")
+    await store.upsert_relationships(
+        [
+            Relationship(source=A1, target=X, type="LINK", system_id="a"),
+            via_b,
+            Relationship(source=Y, target=A2, type="LINK", system_id="a"),
+        ]
+    )
+    for directed in (False, True):
+        found = await store.shortest_path(A1, A2, directed=directed, system_id="a", visible=["a"])
+        assert (found.path, found.truncated) == (None, False)
+        found = await store.shortest_path(A1, A2, directed=directed, system_id="a")
+        assert_path(found, 3, directed=directed)
+        assert found.systems == ["a", None, None, "a"]
+        assert found.relationships[1] == via_b
+        found = await store.shortest_path(
+            A1, A2, directed=directed, system_id="a", visible=["a", "b"]
+        )
+        assert_path(found, 3, directed=directed)
+    hood = await store.neighbors(A1, depth=3, system_id="a", visible=["a"])
+    assert [n.entity.id for n in hood.neighbors] == [X]
+    hood = await store.neighbors(A1, depth=3, system_id="a")
+    assert [n.entity.id for n in hood.neighbors] == [X, Y, A2]
+    # b's key cannot name a's entities at all.
+    with pytest.raises(NotFound) as err:
+        await store.shortest_path(A1, X, system_id="b", visible=["b"])
+    assert err.value.field == "source"
+    assert_path(await store.shortest_path(X, Y, system_id="b", visible=["b"]), 1)
+    assert_path(await store.shortest_path(X, Y, system_id="a", visible=["a"]), None)
+
+
+async def scenario_frontier_cap(store: GraphStore) -> None:
+    """s and t each have 40 leaves; one leaf of each meets at m (s-l7-m-r7-t). With the cap at
+    30, the first level already reaches 40: the search stops, says truncated, and finds no path;
+    with room it finds the path."""
+    leaves_s = [f"l{i:02d}" for i in range(40)]
+    leaves_t = [f"r{i:02d}" for i in range(40)]
+    ids = ["s", "t", "m", *leaves_s, *leaves_t]
+    await store.upsert_entities([Entity(id=i, type="Node", system_id="a") for i in ids])
+
+    def link(source: str, target: str) -> Relationship:
+        return Relationship(source=source, target=target, type="L", system_id="a")
+
+    await store.upsert_relationships(
+        [link("s", leaf) for leaf in leaves_s]
+        + [link(leaf, "t") for leaf in leaves_t]
+        + [link("l07", "m"), link("m", "r07")]
+    )
+    scope = {"system_id": "a", "visible": ["a"]}
+    store.max_frontier = 30
+    stopped = await store.shortest_path("s", "t", **scope)
+    assert (stopped.path, stopped.truncated) == (None, True)
+    # One hop: nothing was left to search, so nothing was cut.
+    one = await store.shortest_path("s", "t", max_hops=1, **scope)
+    assert (one.path, one.truncated) == (None, False)
+    hood = await store.neighbors("s", depth=3, **scope)
+    assert hood.truncated
+    assert [(n.entity.id, n.depth) for n in hood.neighbors] == [(leaf, 1) for leaf in leaves_s]
+    hood = await store.neighbors("s", depth=1, **scope)
+    assert not hood.truncated and len(hood.neighbors) == 40
+
+    store.max_frontier = 1000
+    found = await store.shortest_path("s", "t", **scope)
+    assert_path(found, 4)
+    assert found.truncated is False and found.path[1:4] == ["l07", "m", "r07"]
+    hood = await store.neighbors("s", depth=3, **scope)
+    assert not hood.truncated
+    assert [(n.entity.id, n.depth) for n in hood.neighbors][-2:] == [("m", 2), ("r07", 3)]
+
+
 FIXED_SCENARIOS = [
     scenario_entities_round_trip,
     scenario_paths,
@@ -353,7 +575,11 @@ FIXED_SCENARIOS = [
     scenario_updates_and_deletes,
     scenario_missing_ends,
     scenario_memories,
+    scenario_memory_pages,
     scenario_hostile_input,
+    scenario_ownership,
+    scenario_path_through_another_system,
+    scenario_frontier_cap,
 ]
 
 

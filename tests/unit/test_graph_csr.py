@@ -59,11 +59,12 @@ def _check(adjacency, cols, alive, n, rng, queries):
             length = None
         expected = length if length is not None and length <= hops else None
         result = adjacency.shortest_path(source, target, hops, flt, directed)
+        assert not result.truncated  # no cap given
         if expected is None:
-            assert result is None
+            assert result.found is None
             continue
         found += 1
-        nodes, edges = result
+        nodes, edges = result.found
         assert len(nodes) - 1 == expected == len(edges)
         assert nodes[0] == source and nodes[-1] == target
         for i, edge in enumerate(edges):
@@ -121,7 +122,8 @@ def test_levels_match_networkx():
     adjacency = Adjacency(n, cols, pa.array(["{}"] * len(cols)))
     graph = _peer(cols, np.ones(len(cols), bool), n, EdgeFilter(), False)
     for start in range(0, n, 25):
-        nodes, depths, crossed = adjacency.levels(start, 3, EdgeFilter())
+        nodes, depths, crossed, truncated = adjacency.levels(start, 3, EdgeFilter())
+        assert not truncated
         dist = nx.single_source_shortest_path_length(graph, start, cutoff=3)
         assert dict(zip(nodes.tolist(), depths.tolist(), strict=True)) == {
             k: v for k, v in dist.items() if k != start

@@ -97,14 +97,14 @@ async def test_reopened_file_answers_the_same(tmp_path):
     path = tmp_path / "graph.duckdb"
     store = await DuckDBGraphStore.open(path)
     relationships = await load_small_world(store)
-    await store.link_memories("m-1", [ADA])
+    await store.link_memories({"bot/m-1": [ADA]})
     before = (await store.shortest_path(ADA, DEE), await store.neighbors(ADA, depth=2))
     await store.close()
 
     store = await DuckDBGraphStore.open(path)
     try:
         assert (await store.shortest_path(ADA, DEE), await store.neighbors(ADA, depth=2)) == before
-        assert await store.entity_memories(ADA) == ["m-1"]
+        assert await store.entity_memories(ADA) == (["bot/m-1"], None)
         assert (await store.stats()).relationships == len(relationships)
     finally:
         await store.close()

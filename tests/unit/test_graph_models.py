@@ -9,7 +9,6 @@ from pydantic import ValidationError
 
 from akasha_ray.errors import InvalidInput
 from akasha_ray.graph import cypher
-from akasha_ray.graph.cypher import Dialect
 from akasha_ray.graph.models import (
     Entity,
     Relationship,
@@ -33,7 +32,18 @@ def test_relationship_id_is_derived_from_what_identifies_it():
     assert Relationship(source="b", target="a", type="KNOWS").id != rel.id
     assert Relationship(source="a", target="b", type="KNOWS", valid_from=T0).id != rel.id
     with pytest.raises(ValidationError, match="does not match"):
-        Relationship(source="a", target="b", type="LIKES", id=rel.id)
+        Relationship(source="a", target="b", type="LIKES", id=rel.id, system_id="s")
+    # The owner is part of the id; when the key supplies it, `owned_by` checks a sent id.
+    owned = relationship_id("a", "KNOWS", "b", None, "s")
+    assert owned != rel.id
+    sent = Relationship(source="a", target="b", type="KNOWS", id=owned)
+    assert sent.owned_by("s").id == owned and sent.owned_by("s").system_id == "s"
+    with pytest.raises(InvalidInput, match="does not match") as err:
+        sent.owned_by("t")
+    assert err.value.field == "relationships.id"
+    with pytest.raises(InvalidInput):
+        sent.owned_by(None)
+    assert rel.owned_by(None) is rel
 
 
 def test_relationship_times():
@@ -90,26 +100,19 @@ def test_cypher_quotes_only_strict_type_names():
     assert "[r:`KNOWS` {id: row.id}]" in query
 
 
-@pytest.mark.parametrize("dialect", list(Dialect))
-def test_cypher_paths_take_checked_bounds_and_types(dialect):
-    for hops in (0, 11, True, "5"):
-        with pytest.raises(ValueError):
-            cypher.shortest_path(dialect, hops, None, False, False)
-    query = cypher.shortest_path(dialect, 7, ("A", "B"), False, False)
-    if dialect is Dialect.NEO4J5:
-        assert "shortestPath((a)-[:`A`|`B`*1..7]-(b))" in query
-        assert "as_of" in cypher.shortest_path(dialect, 7, None, True, True)
-        assert "*1..3]->(b)" in cypher.shortest_path(dialect, 3, None, True, False)
-    else:
-        assert "maxLen: 7" in query and "relTypes: $types" in query
-        assert "relDirection: 'outgoing'" in cypher.shortest_path(dialect, 3, None, True, False)
-        assert "relTypes" not in cypher.shortest_path(dialect, 3, None, False, False)
-        # FalkorDB cannot filter inside a shortest-path search: the store runs its own BFS.
-        assert cypher.shortest_path(dialect, 3, None, False, True) is None
-
-
 def test_cypher_expand_directions():
-    assert "(a:Entity {id: fid})-[r:`A`]->(b:Entity)" in cypher.expand(("A",), "out", False)
-    assert "(a:Entity {id: fid})<-[r]-(b:Entity)" in cypher.expand(None, "in", False)
+    assert "(a:Entity {key: fk})-[r:`A`]->(b:Entity)" in cypher.expand(("A",), "out", False)
+    assert "(a:Entity {key: fk})<-[r]-(b:Entity)" in cypher.expand(None, "in", False)
     both = cypher.expand(None, "both", True)
-    assert "(a:Entity {id: fid})-[r]-(b:Entity)" in both and "$as_of" in both
+    assert "(a:Entity {key: fk})-[r]-(b:Entity)" in both and "$as_of" in both
+    assert "$owners" not in both
+    assert "r.system_id IN $owners" in cypher.expand(None, "both", False, True)
+
+
+def test_cypher_memory_pages_take_a_checked_limit():
+    query = cypher.entity_memories(True, True, 11)
+    assert "LIMIT 11" in query and "$systems" in query and "$after" in query
+    assert "WHERE" not in cypher.entity_memories(False, False, 1)
+    for bad in (0, 1002, True, "5", 2.0):
+        with pytest.raises(ValueError):
+            cypher.entity_memories(False, False, bad)
