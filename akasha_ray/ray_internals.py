@@ -1,0 +1,55 @@
+"""The Ray internals the local cluster relies on, in one place (written against Ray 2.60).
+
+Each has a fallback for a Ray that moved it: the environment variable Ray reads at import, or a
+re-implementation of what Ray documents.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Ray's single-machine mode. On Linux Ray turns a loopback node or GCS address into the machine's
+# outward one (`services.resolve_ip_for_localhost`) unless this is "0"; then its servers bind
+# 127.0.0.1 and clients keep 127.0.0.1. Read into `ray_constants` when Ray is imported.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+TOKEN_ENV = "RAY_AUTH_TOKEN"
+TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+
+
+def address_file() -> Path:
+    """Where `ray start` records the cluster address (`ray_current_cluster`), per RAY_TMPDIR."""
+    try:
+        from ray._common.utils import get_ray_address_file
+    except ImportError:  # Ray's documented rule: RAY_TMPDIR, else TMPDIR on Linux, else /tmp
+        linux_tmp = os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None
+        base = os.environ.get("RAY_TMPDIR") or linux_tmp or "/tmp"
+        return Path(base) / "ray" / "ray_current_cluster"
+    return Path(get_ray_address_file(None))
+
+
+def keep_loopback() -> None:
+    """Make this process connect to a 127.0.0.1 cluster as 127.0.0.1 (see SINGLE_MACHINE_ENV)."""
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    try:
+        from ray._private import ray_constants
+    except ImportError:
+        return
+    if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def token_auth_on() -> None:
+    """Send Ray's token from this process (RAY_AUTH_MODE=token, as `ray.init("auto")` does)."""
+    os.environ[AUTH_MODE_ENV] = "token"
+    try:
+        from ray._raylet import Config
+    except ImportError:
+        return
+    Config.initialize("")  # Ray caches its config at import; re-read the mode from the env
+
+
+def default_token_path() -> Path:
+    return Path.home() / ".ray" / "auth_token"

@@ -1,0 +1,174 @@
+"""The local cluster's parts that need no Ray: the bounded GCS probe, the stale address, scoped
+stops, the token file, private data files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from akasha_ray import config, local_cluster, private_files, ray_internals
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_probe_says_no_for_a_closed_port():
+    assert not local_cluster.gcs_answers(f"127.0.0.1:{_closed_port()}", timeout_s=1)
+
+
+def test_probe_says_no_for_a_port_that_accepts_but_never_answers():
+    # A stopped or wedged process: the kernel completes the handshake, nothing speaks gRPC.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        assert not local_cluster.gcs_answers(f"127.0.0.1:{silent.getsockname()[1]}", timeout_s=1)
+
+
+def test_probe_says_yes_for_a_grpc_server():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        assert local_cluster.gcs_answers(f"127.0.0.1:{port}", timeout_s=5)
+    finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def ray_tmp(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "raytmp"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return tmp_path / "raytmp" / "ray"
+
+
+def test_address_file_follows_ray_tmpdir(ray_tmp):
+    assert ray_internals.address_file() == ray_tmp / "ray_current_cluster"
+
+
+def test_a_dead_recorded_cluster_is_reported_not_waited_on(ray_tmp, tmp_path):
+    ray_tmp.mkdir(parents=True)
+    dead = f"127.0.0.1:{_closed_port()}"
+    (ray_tmp / "ray_current_cluster").write_text(dead)
+    settings = config.load(data_dir=tmp_path / "data")
+    with pytest.raises(local_cluster.NoCluster, match="does not answer") as caught:
+        local_cluster.connect(settings, start=False)
+    assert dead in str(caught.value) and "ray_current_cluster" in str(caught.value)
+    assert isinstance(caught.value, ConnectionError)  # what `akasha down` expects
+
+
+def test_an_explicit_dead_address_is_an_error_not_a_hang(ray_tmp, tmp_path):
+    dead = f"127.0.0.1:{_closed_port()}"
+    settings = config.load(data_dir=tmp_path / "data", ray_address=dead)
+    with pytest.raises(local_cluster.NoCluster, match=dead):
+        local_cluster.connect(settings)
+
+
+def test_nothing_recorded_and_no_start_is_no_cluster(ray_tmp, tmp_path):
+    with pytest.raises(local_cluster.NoCluster, match="no Ray cluster is running"):
+        local_cluster.connect(config.load(data_dir=tmp_path / "data"), start=False)
+
+
+def test_free_port_prefers_the_default_and_steps_aside():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        other = local_cluster._free_port(port)
+    assert other != port
+    assert local_cluster._free_port(_closed_port()) > 0
+
+
+def _sleeper(head_id: str | None, *, ignore_term: bool = False) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop(local_cluster.HEAD_ID_ENV, None)
+    if head_id:
+        env[local_cluster.HEAD_ID_ENV] = head_id
+    code = "import signal, time\n"
+    if ignore_term:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "print('ready', flush=True)\ntime.sleep(300)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
+def test_stop_head_stops_that_head_only():
+    ours, stubborn = _sleeper("head-a"), _sleeper("head-a", ignore_term=True)
+    theirs, unmarked = _sleeper("head-b"), _sleeper(None)
+    try:
+        assert set(local_cluster.head_pids("head-a")) == {ours.pid, stubborn.pid}
+        assert local_cluster.stop_head("head-a", grace_s=0.5) == 2
+        assert ours.wait(10) is not None and stubborn.wait(10) is not None
+        assert stubborn.returncode == -9  # ignored SIGTERM, so SIGKILL after the grace
+        assert theirs.poll() is None and unmarked.poll() is None
+    finally:
+        for proc in (ours, stubborn, theirs, unmarked):
+            proc.kill()
+            proc.wait()
+
+
+def test_token_file_is_created_private(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    path = tmp_path / "ray" / "auth_token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+    assert local_cluster.ensure_token() == str(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    token = path.read_text()
+    assert len(token) == 64
+    assert local_cluster.ensure_token() == str(path) and path.read_text() == token  # kept
+
+
+def test_an_existing_readable_token_is_tightened(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    path = tmp_path / "auth_token"
+    path.write_text("made-by-ray")
+    path.chmod(0o644)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+    local_cluster.ensure_token()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "made-by-ray"
+
+
+def test_a_token_in_the_environment_needs_no_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "never"))
+    assert local_cluster.ensure_token() == "$RAY_AUTH_TOKEN"
+    assert not (tmp_path / "never").exists()
+
+
+def test_tighten_makes_dirs_0700_and_files_0600_and_leaves_symlinks(tmp_path):
+    data = tmp_path / "data"
+    (data / "hot").mkdir(parents=True, mode=0o755)
+    (data / "hot" / "shard.duckdb").write_text("x")
+    (data / "hot" / "shard.duckdb").chmod(0o644)
+    outside = tmp_path / "outside"
+    outside.write_text("not ours")
+    outside.chmod(0o644)
+    (data / "link").symlink_to(outside)
+    private_files.private_dir(data)
+    assert private_files.tighten(data) == 2
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "hot").stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "hot" / "shard.duckdb").stat().st_mode) == 0o600
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+
+
+def test_write_private_never_follows_a_symlink(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    (tmp_path / "marker").symlink_to(target)
+    with pytest.raises(OSError):
+        private_files.write_private(tmp_path / "marker", "x")
+    assert target.read_text() == "keep"
+    private_files.write_private(tmp_path / "plain", "y")
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o600
