@@ -176,12 +176,17 @@ def _served_by_index(uri: str, collection: str) -> int:
 
 
 class Busy:
-    """Wraps a store: seconds spent in each of the named methods (calls may overlap)."""
+    """Wraps a store: seconds spent in each of the named methods (calls may overlap); other
+    attributes are the store's own."""
 
     def __init__(self, store, label: str, methods: list[str]) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self._store = store
         for name in methods:
             setattr(self, name, self._timed(getattr(store, name), f"{label}.{name}"))
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
 
     def _timed(self, method, key: str):
         async def call(*args):
@@ -244,8 +249,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         fresh = unit_rows(rng, args.migrate)
         for lo in range(0, args.migrate, CHUNK):
             await hot.insert(batch_of(fresh[lo : lo + CHUNK], args.n + lo, now, age_days=8))
-        source = Busy(hot, "hot", ["ids_before", "fetch", "delete_many"])
-        target = Busy(warm, "warm", ["insert", "existing", "flush"])
+        source = Busy(hot, "hot", ["keys_before", "fetch", "delete_many"])
+        target = Busy(warm, "warm", ["insert", "existing", "make_durable", "flush"])
         cpu = cpu_s()
         moved = await migrate(
             source,

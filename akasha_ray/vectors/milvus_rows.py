@@ -5,6 +5,8 @@
   CONTENT_FIELDS on character boundaries; metadata is a JSON object plus a `has_metadata` flag
   that tells {} from none. Metadata over 64 KiB of JSON is refused with InvalidInput.
 - created_at is stored as exact epoch microseconds (INT64), so time filters are integer ranges.
+- The primary key is the memory's key `<system_id>/<id>` (`akasha_ray.identity`); `id` is a field
+  of its own for answers, and `content_hash` is kept for `existing` and `fetch`.
 - Neither Milvus Lite 3.2 nor Milvus 2.3 supports expression templates (`filter_params`): each
   string goes into an expression only through `quote`, which escapes quotes, backslashes and line
   breaks; numbers are formatted from Python ints.
@@ -31,12 +33,15 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from akasha_ray.embedding_dim import DIM
 from akasha_ray.errors import InvalidInput
+from akasha_ray.identity import SEPARATOR, key_array, memory_key
 from akasha_ray.records import SCHEMA, time_us_of, vectors_of
 from akasha_ray.times import from_us, to_us
 
 VARCHAR_BYTES = 65_535
 JSON_BYTES = 65_536
-ID_BYTES = 256
+ID_BYTES = 256  # an id, a system id and the other names, each
+KEY_BYTES = 2 * ID_BYTES + len(SEPARATOR)
+HASH_BYTES = 64
 # Enough parts for MAX_CONTENT_CHARS characters of 4 bytes each (a unit test checks it).
 CONTENT_FIELDS = ("content", "content_2", "content_3")
 ROW_FIELDS = (
@@ -50,8 +55,11 @@ ROW_FIELDS = (
     "model",
     "model_revision",
 )
+# `fetch` also needs what `get` and search hits leave out (the API's Memory has no such fields).
+FETCH_FIELDS = (*ROW_FIELDS, "content_hash", "embedding")
 INSERT_CHUNK_BYTES = 16 << 20  # well under gRPC's 64 MiB message limit
-STRING_FIELDS = ("id", "system_id", "conversation_id", "model", "model_revision")
+STRING_FIELDS = ("id", "system_id", "conversation_id", "model", "model_revision", "content_hash")
+NAME_FIELDS = ("id", "system_id")  # the parts of a key: at most ID_BYTES, no SEPARATOR
 
 
 # -- expressions ---------------------------------------------------------------------------------
@@ -75,12 +83,12 @@ def quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def id_in(memory_ids: Sequence[str]) -> str:
-    """`id in [...]` for these ids; when none needs escaping (one scan of them all, the common
-    case) they are joined as they are, a tenth of the time of quoting 5,000 one by one."""
-    if _SPECIAL.search("".join(memory_ids)):
-        return f"id in [{', '.join(quote(i) for i in memory_ids)}]"
-    return 'id in ["' + '", "'.join(memory_ids) + '"]' if memory_ids else "id in []"
+def key_in(keys: Sequence[str]) -> str:
+    """`key in [...]` for these memory keys; when none needs escaping (one scan of them all, the
+    common case) they are joined as they are, a tenth of the time of quoting 5,000 one by one."""
+    if _SPECIAL.search("".join(keys)):
+        return f"key in [{', '.join(quote(k) for k in keys)}]"
+    return 'key in ["' + '", "'.join(keys) + '"]' if keys else "key in []"
 
 
 @dataclass(frozen=True)
@@ -134,8 +142,10 @@ def rows_of(batch: pa.Table) -> list[dict[str, Any]]:
     columns = {name: batch.column(name).to_pylist() for name in SCHEMA.names if name != "embedding"}
     rows = []
     for i, memory_id in enumerate(columns["id"]):
-        if len(memory_id.encode()) > ID_BYTES:
-            raise InvalidInput(f"memory id longer than {ID_BYTES} bytes", field="id")
+        for name in NAME_FIELDS:
+            value = columns[name][i]
+            if len(value.encode()) > ID_BYTES or SEPARATOR in value:
+                raise InvalidInput(_name_error(name), field=name)
         metadata_text = columns["metadata"][i]
         if metadata_text is not None and len(metadata_text.encode()) > JSON_BYTES:
             raise InvalidInput(
@@ -145,6 +155,7 @@ def rows_of(batch: pa.Table) -> list[dict[str, Any]]:
             )
         metadata = None if metadata_text is None else json.loads(metadata_text)
         row = {
+            "key": memory_key(columns["system_id"][i], memory_id),
             "id": memory_id,
             "embedding": vectors[i],
             "system_id": columns["system_id"][i],
@@ -154,6 +165,7 @@ def rows_of(batch: pa.Table) -> list[dict[str, Any]]:
             "has_metadata": metadata is not None,
             "model": columns["model"][i],
             "model_revision": columns["model_revision"][i],
+            "content_hash": columns["content_hash"][i],
         }
         row.update(zip(CONTENT_FIELDS, split_utf8(columns["content"][i], memory_id), strict=True))
         rows.append(row)
@@ -189,11 +201,21 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _name_error(name: str) -> str:
+    what = "memory id" if name == "id" else name
+    return f"{what} longer than {ID_BYTES} bytes or holding {SEPARATOR!r}"
+
+
 def _check_sizes(batch: pa.Table) -> None:
+    for name in NAME_FIELDS:
+        column = batch.column(name)
+        bad = pc.or_(
+            pc.greater(pc.binary_length(column), ID_BYTES),
+            pc.match_substring(column, SEPARATOR),
+        )
+        if pc.any(bad).as_py():
+            raise InvalidInput(_name_error(name), field=name)
     ids = batch.column("id")
-    too_long = pc.greater(pc.binary_length(ids), ID_BYTES)
-    if pc.any(too_long).as_py():
-        raise InvalidInput(f"memory id longer than {ID_BYTES} bytes", field="id")
     metadata = batch.column("metadata")
     too_big = pc.fill_null(pc.greater(pc.binary_length(metadata), JSON_BYTES), False)
     if pc.any(too_big).as_py():
@@ -217,6 +239,7 @@ def _insert_request(
         data.type = dtype.value
         return data
 
+    field("key", DataType.VARCHAR).scalars.string_data.data.extend(key_array(batch).to_pylist())
     for name in STRING_FIELDS:
         field(name, DataType.VARCHAR).scalars.string_data.data.extend(
             batch.column(name).to_pylist()
@@ -271,7 +294,7 @@ def split_utf8(text: str, memory_id: str = "") -> list[str]:
 
 
 def memory_of(row: dict[str, Any]) -> dict[str, Any]:
-    """A Milvus row as the seam's memory dict (as `HotShard.get` returns it)."""
+    """A Milvus row as the seam's memory dict (as `HotShard.get` returns it; no content_hash)."""
     return {
         "id": row["id"],
         "system_id": row["system_id"],
@@ -289,9 +312,12 @@ def table_of(rows: list[dict[str, Any]]) -> pa.Table:
     memories = [memory_of(row) for row in rows]
     flat = np.asarray([row["embedding"] for row in rows], dtype=np.float32).reshape(-1)
     columns: dict[str, Any] = {
-        name: [m[name] for m in memories] for name in SCHEMA.names if name != "embedding"
+        name: [m[name] for m in memories]
+        for name in SCHEMA.names
+        if name not in ("embedding", "content_hash")
     }
     columns["metadata"] = [None if m is None else json.dumps(m) for m in columns["metadata"]]
+    columns["content_hash"] = [row["content_hash"] for row in rows]
     columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), DIM)
     arrays = [
         columns[name]

@@ -33,7 +33,13 @@ from pymilvus.exceptions import MilvusException
 
 from akasha_ray.embedding_dim import DIM
 from akasha_ray.errors import Unavailable
-from akasha_ray.vectors.milvus_rows import CONTENT_FIELDS, ID_BYTES, VARCHAR_BYTES
+from akasha_ray.vectors.milvus_rows import (
+    CONTENT_FIELDS,
+    HASH_BYTES,
+    ID_BYTES,
+    KEY_BYTES,
+    VARCHAR_BYTES,
+)
 
 logger = logging.getLogger("akasha.warm")
 
@@ -168,7 +174,10 @@ def index_params(index_type: str) -> Any:
 
 def _create(client: MilvusClient, collection: str, index_type: str) -> None:
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_BYTES)
+    # The memory's key `<system_id>/<id>` is the primary key: the same id in two systems is two
+    # rows. (Milvus counts VARCHAR lengths in bytes.)
+    schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=KEY_BYTES)
+    schema.add_field("id", DataType.VARCHAR, max_length=ID_BYTES)
     schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=DIM)
     schema.add_field("system_id", DataType.VARCHAR, max_length=ID_BYTES, is_partition_key=True)
     schema.add_field("conversation_id", DataType.VARCHAR, max_length=ID_BYTES)
@@ -179,6 +188,7 @@ def _create(client: MilvusClient, collection: str, index_type: str) -> None:
     schema.add_field("has_metadata", DataType.BOOL)
     schema.add_field("model", DataType.VARCHAR, max_length=ID_BYTES)
     schema.add_field("model_revision", DataType.VARCHAR, max_length=ID_BYTES)
+    schema.add_field("content_hash", DataType.VARCHAR, max_length=HASH_BYTES)
     # Session consistency: the one owner reads its own writes without Strong's wait on every
     # search; the idempotency check asks for Strong explicitly.
     client.create_collection(

@@ -7,17 +7,28 @@ By default a Milvus Lite file `<data_dir>/warm/milvus.db` (one process per file:
   build and load; `stats` and `health` report which one is in use and why.
 - Rows and filter expressions (milvus_rows.py): content split over three VARCHARs, metadata JSON
   plus a flag, created_at in epoch microseconds, every string quoted and escaped.
-- Insert is idempotent by id: the ids already stored are looked up (Strong consistency) and
-  skipped, under a lock so two concurrent inserts cannot both add one id (Milvus itself would keep
-  both rows). Rows go as columnar requests built from the Arrow batch (milvus_rows.py).
+- Rows are keyed by the memory's key `<system_id>/<id>` (the primary key; `id` is a field of its
+  own): the same id in two systems is two rows. The collection is COLLECTION, `memories_v2`: the
+  collection of earlier versions (`akasha_memories`, keyed by id alone, without content_hash) is
+  never opened as this one, only named in a warning at start-up.
+- Insert is idempotent by key: the keys already stored are looked up (Strong consistency) and
+  skipped, under a lock so two concurrent inserts cannot both add one key (Milvus itself would
+  keep both rows). Rows go as columnar requests built from the Arrow batch (milvus_rows.py).
 - Lite keeps new rows in a memtable until a flush; its searches and scans read that memtable row
-  by row in Python (20,000 unflushed rows cost about a second a search), while reads by id find
+  by row in Python (20,000 unflushed rows cost about a second a search), while reads by key find
   them in a dict. So on Lite an insert leaves its rows unflushed, and the store flushes before its
-  next scan (search, ids_before, stats) or when `flush()` is called (a migration does, once at its
-  end). This costs no durability: Lite's WAL has each insert in the OS page cache before the
-  insert returns, and its flush writes Parquet files without fsync, so a flushed row is no safer
-  from a power cut than an unflushed one (a process crash loses neither). A server seals
-  segments itself; an explicit flush there costs seconds, so `flush()` does nothing on a server.
+  next scan (search, keys_before, stats) or when `flush()` is called (a migration does, once at its
+  end). A server seals segments itself; an explicit flush there costs seconds, so `flush()` does
+  nothing on a server.
+- Durability (`make_durable`): on Lite, an acknowledged insert is in the OS page cache (it
+  survives a `kill -9` of any process, not a power cut); `make_durable` fsyncs what Lite wrote
+  (lite_files.py says what and what is left: its background compaction). After a flush (ours, or
+  Lite's own inside an insert) the store syncs again at once, as a flush moves rows out of the WAL
+  into files Lite does not fsync. On a server, an insert is acknowledged once it is in the
+  server's log broker (its WAL: RocksMQ on disk in standalone, Pulsar or Kafka in a cluster), so
+  `make_durable` has nothing to do; how that log survives a power cut is the broker's
+  configuration. A server flush (sealing segments into object storage) would add nothing to that
+  and costs seconds a call.
 - Each call to Milvus has a fixed cost (about 75 ms on Lite), so concurrent `search` calls with the
   same k and filters go together as one multi-vector search; `search_many` does the same for a
   caller holding several query vectors.
@@ -46,14 +57,17 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from akasha_ray.config import WarmConfig
 from akasha_ray.errors import Unavailable
+from akasha_ray.identity import key_array, keys_of
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
+from akasha_ray.vectors.lite_files import LiteFiles
 from akasha_ray.vectors.milvus_rows import (
+    FETCH_FIELDS,
     ROW_FIELDS,
     SearchFilter,
     batched,
-    id_in,
     insert_requests,
+    key_in,
     memory_of,
     table_of,
 )
@@ -67,10 +81,13 @@ from akasha_ray.vectors.milvus_setup import (
 
 logger = logging.getLogger("akasha.warm")
 
-COLLECTION = "akasha_memories"
-ID_QUERY_CHUNK = 5000  # ids per `id in [...]` query for ids alone (one 5,000-id query took
-# a quarter of the time of ten 500-id ones, on Lite and on a server)
-ROW_QUERY_CHUNK = 500  # ids per query for whole rows (content can be 128 KiB a row)
+# A new name for the keyed schema: an older data dir's `akasha_memories` (keyed by id alone) is
+# never read as this collection.
+COLLECTION = "memories_v2"
+OLD_COLLECTIONS = ("akasha_memories",)
+KEY_QUERY_CHUNK = 5000  # keys per `key in [...]` query for keys alone (one 5,000-key query took
+# a quarter of the time of ten 500-key ones, on Lite and on a server)
+ROW_QUERY_CHUNK = 500  # keys per query for whole rows (content can be 128 KiB a row)
 MAX_SEARCH_BATCH = 64  # query vectors per Milvus search call
 MAX_QUERY_WINDOW = 16_384  # Milvus' largest query limit
 # pymilvus waits for a hung server forever; searchers give up long before this (they answer
@@ -98,6 +115,7 @@ class MilvusStore:
         self.collection = collection
         self.index = index
         self._lite_path = lite_path
+        self._lite_files = None if lite_path is None else LiteFiles(lite_path.parent, collection)
         self._where = where
         self._write_lock = asyncio.Lock()
         self._unflushed = 0  # rows inserted into Lite since its last flush
@@ -137,25 +155,36 @@ class MilvusStore:
     # -- writes ------------------------------------------------------------------------------------
 
     async def insert(self, batch: pa.Table) -> list[str]:
-        """Store the memories whose ids are new and return their ids; a resent batch is a no-op."""
+        """Store the memories whose keys are new and return their keys; a resent batch is a
+        no-op. A key already stored keeps its stored row, whatever this batch holds for it."""
         batch = normalized(batch)
         if batch.num_rows == 0:
             return []
         async with self._write_lock:
             with _unavailable("warm insert failed"):
-                known = await self._existing(batch.column("id").to_pylist())
+                known = list(await self._existing(keys_of(batch)))
                 if known:
-                    batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), pa.array(known))))
+                    batch = batch.filter(pc.invert(pc.is_in(key_array(batch), pa.array(known))))
                 # Every row is checked before the first request goes.
                 for request in list(insert_requests(self.collection, batch)):
                     await self._send_insert(request)
                 if self._lite_path is not None:
                     self._unflushed += batch.num_rows
-        return batch.column("id").to_pylist()
+            await self._after_lite_write()
+        return keys_of(batch)
+
+    async def make_durable(self) -> None:
+        """Every row inserted so far survives a `kill -9` and a power cut once this returns.
+        Lite: fsync its new and changed files; a server: nothing (see the module docstring)."""
+        if self._lite_files is None:
+            return
+        async with self._write_lock:
+            await self._sync_lite()
 
     async def flush(self) -> None:
         """Lite: turn rows inserted since the last flush into segments, so that scans stop
-        reading them row by row. A server: nothing (it seals segments itself)."""
+        reading them row by row, and sync them (the flush took them out of the WAL). A server:
+        nothing (it seals segments itself)."""
         if not self._unflushed:
             return
         async with self._write_lock:
@@ -163,6 +192,19 @@ class MilvusStore:
                 with _unavailable("warm flush failed"):
                     await self._client.flush(self.collection)
                 self._unflushed = 0
+                await self._sync_lite()
+
+    async def _after_lite_write(self) -> None:
+        """After a write on Lite (under the write lock): if Lite flushed inside it, the rows of
+        the replaced WAL are now in files it did not sync; sync them."""
+        if self._lite_files is not None and self._lite_files.wal_replaced():
+            await self._sync_lite()
+
+    async def _sync_lite(self) -> None:
+        if self._lite_files is not None:
+            with _unavailable(f"warm sync of {self._where} failed", OSError):
+                await asyncio.to_thread(self._lite_files.sync)
+                self._lite_files.wal_replaced()  # what a flush changed is synced now
 
     async def _send_insert(self, request: milvus_pb2.InsertRequest) -> None:
         """One prepared insert request, sent as pymilvus' own `insert` sends its request (pinned
@@ -181,49 +223,57 @@ class MilvusStore:
             context.get_db_name(),
         )
 
-    async def delete(self, memory_id: str) -> bool:
-        return bool(await self.delete_many([memory_id]))
+    async def delete(self, key: str) -> bool:
+        return bool(await self.delete_many([key]))
 
-    async def delete_many(self, memory_ids: Sequence[str]) -> list[str]:
-        """Delete these ids; returns those that were there."""
+    async def delete_many(self, keys: Sequence[str]) -> list[str]:
+        """Delete these keys; returns those that were there."""
         async with self._write_lock:  # an insert's check-then-write must not interleave
             with _unavailable("warm delete failed"):
-                present = set(await self._existing(list(memory_ids)))
-                for chunk in batched(sorted(present), ID_QUERY_CHUNK):
-                    await self._client.delete(self.collection, filter=id_in(chunk))
-        return [i for i in dict.fromkeys(memory_ids) if i in present]
+                present = set(await self._existing(list(keys)))
+                for chunk in batched(sorted(present), KEY_QUERY_CHUNK):
+                    await self._client.delete(self.collection, filter=key_in(chunk))
+                if present and self._lite_path is None:
+                    # Milvus 2.3.5 answers a Session read right after a delete with the deleted
+                    # row still there (seen with `get`); a Strong read waits until the delete
+                    # is applied, so later reads of this client see it (about 0.3 s).
+                    await self._existing(sorted(present))
+            if present:
+                await self._after_lite_write()
+        return [k for k in dict.fromkeys(keys) if k in present]
 
     # -- reads -------------------------------------------------------------------------------------
 
-    async def get(self, memory_id: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> dict[str, Any] | None:
         with _unavailable("warm get failed"):
             rows = await self._client.query(
-                self.collection, filter=id_in([memory_id]), output_fields=list(ROW_FIELDS)
+                self.collection, filter=key_in([key]), output_fields=list(ROW_FIELDS)
             )
         return memory_of(rows[0]) if rows else None
 
-    async def fetch(self, memory_ids: Sequence[str]) -> pa.Table:
-        """The stored rows of these ids (embeddings included) in `records.SCHEMA`, in order."""
-        wanted = list(dict.fromkeys(memory_ids))
+    async def fetch(self, keys: Sequence[str]) -> pa.Table:
+        """The stored rows of these keys (embeddings and content_hash included) in
+        `records.SCHEMA`, in the order asked."""
+        wanted = list(dict.fromkeys(keys))
         with _unavailable("warm fetch failed"):
-            rows = await self._by_ids(wanted, [*ROW_FIELDS, "embedding"])
-        found = {row["id"]: row for row in rows}
-        return table_of([found[i] for i in wanted if i in found])
+            rows = await self._by_keys(wanted, ["key", *FETCH_FIELDS])
+        found = {row["key"]: row for row in rows}
+        return table_of([found[k] for k in wanted if k in found])
 
-    async def ids_before(self, cutoff: datetime, limit: int) -> list[str]:
-        """Up to `limit` (at most 16,384) ids created before `cutoff`, in no particular order."""
+    async def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Up to `limit` (at most 16,384) keys created before `cutoff`, in no particular order."""
         if limit <= 0:
             return []
         await self.flush()
-        with _unavailable("warm ids_before failed"):
+        with _unavailable("warm keys_before failed"):
             rows = await self._client.query(
                 self.collection,
                 filter=f"created_at < {to_us(cutoff)}",
-                output_fields=["id"],
+                output_fields=["key"],
                 limit=min(limit, MAX_QUERY_WINDOW),
                 consistency_level="Strong",
             )
-        return [row["id"] for row in rows]
+        return [row["key"] for row in rows]
 
     async def search(
         self,
@@ -278,10 +328,7 @@ class MilvusStore:
                 timeout=SEARCH_DEADLINE_S,
             )
         return [
-            [
-                {**memory_of({**hit["entity"], "id": hit["id"]}), "similarity": hit["distance"]}
-                for hit in hits
-            ]
+            [{**memory_of(hit["entity"]), "similarity": hit["distance"]} for hit in hits]
             for hits in answers
         ]
 
@@ -328,41 +375,43 @@ class MilvusStore:
 
     async def close(self) -> None:
         try:
-            await self.flush()  # Lite: reopening then replays no WAL
+            await self.flush()  # Lite: reopening then replays no WAL (and the flush is synced)
         finally:
             await self._client.close()
 
     # -- internals ---------------------------------------------------------------------------------
 
-    async def existing(self, memory_ids: Sequence[str]) -> list[str]:
-        """The ids among these that the collection holds, as this process sees it: every write
-        it made is visible (Session), which is what checking its own inserts needs. Strong would
-        also wait for other clients' writes: about 0.3 s a call on Milvus 2.3.5, against 0.08 s."""
+    async def existing(self, keys: Sequence[str]) -> dict[str, str]:
+        """The content_hash of each of these keys that the collection holds.
+
+        As this process sees the collection: every write it made is visible (Session). Strong
+        would also wait for other clients' writes: about 0.3 s a call on Milvus 2.3.5, against
+        0.08 s. Insert and delete check under Strong."""
         with _unavailable("warm existing failed"):
-            return await self._existing(list(memory_ids), consistency="Session")
+            return await self._existing(list(keys), consistency="Session")
 
-    async def _existing(self, memory_ids: list[str], consistency: str = "Strong") -> list[str]:
-        rows = await self._by_ids(memory_ids, ["id"], ID_QUERY_CHUNK, consistency)
-        return [row["id"] for row in rows]
+    async def _existing(self, keys: list[str], consistency: str = "Strong") -> dict[str, str]:
+        rows = await self._by_keys(keys, ["key", "content_hash"], KEY_QUERY_CHUNK, consistency)
+        return {row["key"]: row["content_hash"] for row in rows}
 
-    async def _by_ids(
+    async def _by_keys(
         self,
-        memory_ids: Sequence[str],
+        keys: Sequence[str],
         fields: list[str],
         chunk_size: int = ROW_QUERY_CHUNK,
         consistency: str = "Strong",
     ) -> list[dict[str, Any]]:
-        """Rows of these ids, read Strong by default; the chunks go at once (each waits on the
+        """Rows of these keys, read Strong by default; the chunks go at once (each waits on the
         server's clock to catch up, so one after another would add that wait per chunk)."""
         answers = await asyncio.gather(
             *(
                 self._client.query(
                     self.collection,
-                    filter=id_in(chunk),
+                    filter=key_in(chunk),
                     output_fields=fields,
                     consistency_level=consistency,
                 )
-                for chunk in batched(list(dict.fromkeys(memory_ids)), chunk_size)
+                for chunk in batched(list(dict.fromkeys(keys)), chunk_size)
             )
         )
         return [row for rows in answers for row in rows]
@@ -403,6 +452,14 @@ def _prepare(
 ) -> IndexChoice:
     client = MilvusClient(uri=uri, token=token)
     try:
+        for old in OLD_COLLECTIONS:
+            if old != collection and client.has_collection(old):
+                logger.warning(
+                    "warm tier: collection %r of an earlier Akasha (keyed by id alone) is not "
+                    "read; this version uses %r",
+                    old,
+                    collection,
+                )
         return prepare_collection(client, collection, index_type, probe_timeout_s)
     finally:
         client.close()
@@ -458,9 +515,9 @@ def _folder_bytes(path: Path) -> int:
 
 
 @contextmanager
-def _unavailable(what: str) -> Iterator[None]:
-    """Milvus and transport errors as `Unavailable` (HTTP 503), naming what failed."""
+def _unavailable(what: str, *more: type[BaseException]) -> Iterator[None]:
+    """Milvus and transport errors (and `more`) as `Unavailable` (HTTP 503), naming what failed."""
     try:
         yield
-    except ERRORS as exc:
+    except (*ERRORS, *more) as exc:
         raise Unavailable(f"{what}: {message_of(exc)}") from exc

@@ -9,6 +9,8 @@ it found it. A server that cannot start fails the run (no skips).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -156,28 +158,105 @@ async def test_milvus_search_many_and_concurrent_searches_agree(data, tmp_path):
         await store.close()
 
 
-async def test_milvus_migration_reads(data, tmp_path):
-    """What moving memories out of warm needs: old ids, whole rows back, bulk delete."""
+def _state(path: str) -> object:
+    """A file's inode, size and mtime; a folder's names (but `indexes`: see `unsynced`)."""
+    if os.path.isdir(path):
+        return sorted(name for name in os.listdir(path) if name != "indexes")
+    info = os.stat(path)
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+class SyncLog:
+    """Every fsync this process makes (Lite runs in it), with the file's state at that moment."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.synced: dict[str, object] = {}
+        real_fsync = os.fsync
+
+        def recording_fsync(fd: int) -> None:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            with contextlib.suppress(FileNotFoundError):
+                state = _state(path)  # before: a change during the fsync shows as unsynced
+                real_fsync(fd)
+                self.synced[path] = state
+
+        monkeypatch.setattr(os, "fsync", recording_fsync)
+
+    def unsynced(self, folder: Path) -> list[str]:
+        """What under `folder` a power cut could lose: files and folders not fsynced in their
+        present state. Index files and folders are left out (Lite builds them in a background
+        thread, and rebuilds a missing index from the data)."""
+        behind = []
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in [*dirnames, *filenames]:
+                path = os.path.join(dirpath, name)
+                if "/indexes" in path:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if self.synced.get(path) != _state(path):
+                        behind.append(path)
+        return sorted(behind)
+
+
+async def test_milvus_lite_make_durable_syncs_what_lite_wrote(data, tmp_path, monkeypatch):
+    """Lite writes its WAL and its flushed Parquet files without fsync: after `make_durable`
+    (and after a flush, which moves rows out of the WAL) every such file is synced as it is."""
+    log = SyncLog(monkeypatch)
+    warm = tmp_path / "warm"
     store = await MilvusStore.open(WarmConfig(), tmp_path)
     try:
+        await store.make_durable()
         await store.insert(data.batch.slice(0, 300))
-        cutoff = data.times[199]  # rows 200.. are older than row 199
-        old = await store.ids_before(cutoff, 1000)
-        assert sorted(old) == sorted(data.ids[200:300].tolist())
-        assert len(await store.ids_before(cutoff, 10)) == 10
-        table = await store.fetch([*old[:50], "missing"])
-        assert table.column("id").to_pylist() == old[:50]
-        source = data.batch.slice(0, 300)
-        by_id = {row["id"]: row for row in source.to_pylist()}
-        for row in table.to_pylist():
-            assert row["embedding"] == pytest.approx(by_id[row["id"]]["embedding"], abs=1e-6)
-            assert {k: v for k, v in row.items() if k != "embedding"} == {
-                k: v for k, v in by_id[row["id"]].items() if k != "embedding"
-            }
-        assert sorted(await store.delete_many([*old, "missing"])) == sorted(old)
-        assert await store.ids_before(cutoff, 1000) == []
+        wal = [p for p in log.unsynced(warm) if "/wal/wal_data_" in p]
+        assert wal, "the insert's WAL file was expected to be unsynced until make_durable"
+        await store.make_durable()
+        assert log.unsynced(warm) == []
+        await store.search(data.queries[0], 3)  # flushes first: rows go to Parquet files
+        assert any(p.endswith(".parquet") for p in log.synced), sorted(log.synced)
+        assert log.unsynced(warm) == []
+        assert sorted(await store.delete_many(data.keys[:5].tolist())) == sorted(data.keys[:5])
+        await store.insert(data.batch.slice(300, 100))
+        await store.make_durable()
+        assert log.unsynced(warm) == []
     finally:
         await store.close()
+    assert log.unsynced(warm) == []  # close flushes, and syncs that flush
+
+
+async def test_milvus_lite_flush_inside_an_insert_is_synced_at_once(data, tmp_path, monkeypatch):
+    """Lite flushes by itself inside an insert once its memtable is full, then deletes the WAL
+    that held rows already made durable: the insert syncs the files they moved to."""
+    from milvus_lite.engine import collection
+
+    log = SyncLog(monkeypatch)
+    store = await MilvusStore.open(WarmConfig(), tmp_path)
+    try:
+        await store.insert(data.batch.slice(0, 50))
+        await store.make_durable()
+        monkeypatch.setattr(collection, "MEMTABLE_MEMORY_LIMIT", 1)  # flush on the next write
+        await store.insert(data.batch.slice(50, 50))
+        assert any(p.endswith(".parquet") for p in log.synced), "no flush happened"
+        assert log.unsynced(tmp_path / "warm") == []
+        assert len(await store.existing(data.keys[:100].tolist())) == 100
+    finally:
+        await store.close()
+
+
+async def test_make_durable_elsewhere_has_nothing_left_to_do(milvus, data, tmp_path):
+    """A server acknowledges an insert once it is in its log (see milvus_store.py); the cold
+    archive's writes are durable when they return (objects/local.py, S3)."""
+    server = await MilvusStore.open(
+        WarmConfig(uri=milvus.uri, index_type="HNSW"), tmp_path, collection="durable_probe"
+    )
+    cold = ColdStore(open_object_store(ObjectsConfig(), tmp_path))
+    try:
+        for store in (server, cold):
+            assert await store.insert(data.batch.slice(0, 5)) == data.keys[:5].tolist()
+            await store.make_durable()
+            assert len(await store.existing(data.keys[:5].tolist())) == 5
+    finally:
+        await server.close()
+        await cold.close()
 
 
 async def test_milvus_unreachable_is_unavailable_and_unhealthy(tmp_path):
@@ -185,7 +264,7 @@ async def test_milvus_unreachable_is_unavailable_and_unhealthy(tmp_path):
         await MilvusStore.open(WarmConfig(uri="http://127.0.0.1:9"), tmp_path)
     dead = MilvusStore(
         AsyncMilvusClient(uri="http://127.0.0.1:9"),
-        "akasha_memories",
+        "memories_v2",
         IndexChoice("HNSW", "HNSW"),
         lite_path=None,
         where="nowhere",
@@ -248,8 +327,8 @@ async def test_cold_factory_opens_s3_from_settings(s3, tmp_path, monkeypatch, da
     )
     store = ColdStore.open(config, tmp_path)
     try:
-        assert await store.insert(data.batch.slice(0, 20)) == data.ids[:20].tolist()
-        assert (await store.get(data.ids[3]))["content"] == data.batch.column("content")[3].as_py()
+        assert await store.insert(data.batch.slice(0, 20)) == data.keys[:20].tolist()
+        assert (await store.get(data.keys[3]))["content"] == data.batch.column("content")[3].as_py()
         keys = [i.key for i in await store.objects.list_objects("cold/")]
         assert any(k.startswith("cold/day=2026-06-01/system=sys-0/") for k in keys)
     finally:

@@ -18,10 +18,11 @@ from akasha_ray.vectors.milvus_rows import (
     CONTENT_FIELDS,
     ID_BYTES,
     JSON_BYTES,
+    KEY_BYTES,
     VARCHAR_BYTES,
     SearchFilter,
-    id_in,
     insert_requests,
+    key_in,
     quote,
     rows_of,
     split_utf8,
@@ -73,7 +74,7 @@ def test_filters_become_one_expression():
     assert SearchFilter.of(0, None, None, None).matches_nothing
     assert SearchFilter.of(5, None, end, start).matches_nothing
     assert not SearchFilter.of(5, None, start, start).matches_nothing
-    assert id_in(["x", 'y"']) == 'id in ["x", "y\\""]'
+    assert key_in(["s/x", 's/y"']) == 'key in ["s/x", "s/y\\""]'
     # equal filters share one Milvus call
     assert SearchFilter.of(5, ["a"], start, end) == SearchFilter.of(5, ["a", "a"], start, end)
 
@@ -98,6 +99,8 @@ def _batch(metadata):
 def test_rows_round_trip_with_none_and_empty_metadata():
     batch = _batch([None, {}, {"k": [1, "two"]}])
     rows = rows_of(batch)
+    assert [r["key"] for r in rows] == [f"s/{i}" for i in batch.column("id").to_pylist()]
+    assert [r["content_hash"] for r in rows] == batch.column("content_hash").to_pylist()
     assert [r["has_metadata"] for r in rows] == [False, True, True]
     assert [r["metadata"] for r in rows] == [{}, {}, {"k": [1, "two"]}]
     assert rows[0]["created_at"] == 1772323200000000
@@ -165,9 +168,34 @@ def test_insert_requests_split_by_size_and_check_every_row_first(monkeypatch):
         list(insert_requests("c", long_id))
 
 
-def test_id_in_quotes_only_when_an_id_needs_it():
-    assert id_in(["a", "b"]) == 'id in ["a", "b"]'
-    assert id_in([]) == "id in []"
-    assert id_in(["a", 'b"', "c\\"]) == 'id in ["a", "b\\"", "c\\\\"]'
+@pytest.mark.parametrize(
+    ("name", "value"), [("id", "a/b"), ("system_id", "s/t"), ("system_id", "é" * 129)]
+)
+def test_a_key_part_with_the_separator_or_too_long_is_refused(name, value):
+    batch = _batch([None, None])
+    position = batch.schema.get_field_index(name)
+    bad = batch.set_column(position, name, pa.array([value, "fine"]))
+    with pytest.raises(InvalidInput) as caught:
+        list(insert_requests("c", bad))
+    assert caught.value.field == name
     with pytest.raises(InvalidInput):
-        id_in(["a", "b\x01"])
+        rows_of(bad)
+
+
+def test_insert_requests_carry_the_key_and_the_longest_parts():
+    batch = _batch([None, None])
+    longest = "é" * (ID_BYTES // 2)  # ID_BYTES bytes
+    batch = batch.set_column(0, "id", pa.array([longest, "x"]))
+    batch = batch.set_column(1, "system_id", pa.array([longest, "s"]))
+    [request] = insert_requests("c", batch)
+    rows = _request_rows(request)
+    assert [r["key"] for r in rows] == [f"{longest}/{longest}", "s/x"]
+    assert len(rows[0]["key"].encode()) == KEY_BYTES
+
+
+def test_key_in_quotes_only_when_a_key_needs_it():
+    assert key_in(["s/a", "s/b"]) == 'key in ["s/a", "s/b"]'
+    assert key_in([]) == "key in []"
+    assert key_in(["s/a", 's/b"', "c\\/d"]) == 'key in ["s/a", "s/b\\"", "c\\\\/d"]'
+    with pytest.raises(InvalidInput):
+        key_in(["s/a", "s/b\x01"])
