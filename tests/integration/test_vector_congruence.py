@@ -259,6 +259,20 @@ async def test_make_durable_elsewhere_has_nothing_left_to_do(milvus, data, tmp_p
         await cold.close()
 
 
+async def test_an_earlier_collection_is_never_read_as_the_keyed_one(data, tmp_path, caplog):
+    """A data dir from before keys: its `akasha_memories` stays as it is, unread, and says so."""
+    old = await MilvusStore.open(WarmConfig(), tmp_path, collection="akasha_memories")
+    await old.insert(data.batch.slice(0, 3))
+    await old.close()
+    store = await MilvusStore.open(WarmConfig(), tmp_path)
+    try:
+        assert store.collection == "memories_v2"
+        assert "'akasha_memories' of an earlier Akasha" in caplog.text
+        assert await store.existing(data.keys[:3].tolist()) == {}
+    finally:
+        await store.close()
+
+
 async def test_milvus_unreachable_is_unavailable_and_unhealthy(tmp_path):
     with pytest.raises(Unavailable):
         await MilvusStore.open(WarmConfig(uri="http://127.0.0.1:9"), tmp_path)
