@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from akasha_ray.errors import InvalidInput
 from akasha_ray.graph import models
-from akasha_ray.graph.models import MAX_MEMORIES_PAGE, SHARED, TYPE_NAME_PATTERN
+from akasha_ray.graph.models import MAX_MEMORIES_CALL, SHARED, TYPE_NAME_PATTERN
 
 _TYPE_NAME = re.compile(TYPE_NAME_PATTERN)
 NEO4J_ROWS_PER_STATEMENT = 5000
@@ -205,9 +205,9 @@ def entity_memories(with_systems: bool, with_after: bool, limit: int) -> str:
     if (
         isinstance(limit, bool)
         or not isinstance(limit, int)
-        or not 1 <= limit <= MAX_MEMORIES_PAGE + 1
+        or not 1 <= limit <= MAX_MEMORIES_CALL + 1
     ):
-        raise ValueError(f"limit must be an int from 1 to {MAX_MEMORIES_PAGE + 1}")
+        raise ValueError(f"limit must be an int from 1 to {MAX_MEMORIES_CALL + 1}")
     tests = ["m.system_id IN $systems"] if with_systems else []
     tests += ["m.memory_key > $after"] if with_after else []
     where = f"WHERE {' AND '.join(tests)}" if tests else ""

@@ -29,7 +29,7 @@ from akasha_ray.graph.models import (
     DEFAULT_MEMORIES_PAGE,
     MAX_DEPTH,
     MAX_HOPS,
-    MAX_MEMORIES_PAGE,
+    MAX_MEMORIES_CALL,
     MAX_NEIGHBORS,
     MIN_HOPS,
     SHARED,
@@ -408,7 +408,7 @@ class EmbeddedGraph:
         wanted = check_systems(systems)
         if after is not None:
             check_memory_key(after, "cursor")
-        limit = check_bounded_int(limit, 1, MAX_MEMORIES_PAGE, "limit")
+        limit = check_bounded_int(limit, 1, MAX_MEMORIES_CALL, "limit")
         rows = self._con.execute(
             sql.SELECT_ENTITY_MEMORIES,
             {
@@ -486,7 +486,8 @@ class EmbeddedGraph:
                 (self._ids[n] for n in found.nodes),
                 found.nodes.tolist(),
                 strict=True,
-            )
+            ),
+            key=_nearest_first,
         )
         kept = ranked[:limit]
         entities = self._entities([node for _, node, _ in kept])
@@ -562,6 +563,11 @@ class EmbeddedGraph:
 
     def close(self) -> None:
         self._con.close()
+
+
+def _nearest_first(item: tuple[Any, ...]) -> tuple[int, str, str]:
+    """(depth, node key, ...) ranked by depth, then id, then owner (as the Neo4j store does)."""
+    return item[0], split_node(item[1])[1], item[1]
 
 
 def _entity(row: tuple[Any, ...]) -> Entity:

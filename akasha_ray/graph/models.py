@@ -54,7 +54,9 @@ MAX_PROPERTIES_BYTES = 65_536
 # A traversal stops expanding once it has reached more entities than this, and says
 # `truncated: true` (GraphConfig.max_frontier overrides it).
 DEFAULT_MAX_FRONTIER = 100_000
-MAX_MEMORIES_PAGE, DEFAULT_MEMORIES_PAGE = 1000, 100
+MAX_MEMORIES_PAGE, DEFAULT_MEMORIES_PAGE = 1000, 100  # one page over HTTP
+# One store call: a search by entity_id asks for many more keys than a page.
+MAX_MEMORIES_CALL = 100_000
 
 SHARED = "*"  # the owner of shared entities in stores; not a valid system id
 NODE_SEPARATOR = "/"  # in neither ids nor system ids

@@ -30,7 +30,7 @@ from akasha_ray.graph.models import (
     DEFAULT_MEMORIES_PAGE,
     MAX_DEPTH,
     MAX_HOPS,
-    MAX_MEMORIES_PAGE,
+    MAX_MEMORIES_CALL,
     MAX_NEIGHBORS,
     MIN_HOPS,
     SHARED,
@@ -350,7 +350,7 @@ class Neo4jGraphStore:
         wanted = check_systems(systems)
         if after is not None:
             check_memory_key(after, "cursor")
-        limit = check_bounded_int(limit, 1, MAX_MEMORIES_PAGE, "limit")
+        limit = check_bounded_int(limit, 1, MAX_MEMORIES_CALL, "limit")
         query = cypher.entity_memories(wanted is not None, after is not None, limit + 1)
         params: dict[str, Any] = {"id": entity_id}
         if wanted is not None:
@@ -484,7 +484,11 @@ class Neo4jGraphStore:
             if len(dist) - 1 > self.max_frontier and level < depth:
                 stopped = True
                 break
-        ranked = sorted((d, node) for node, d in dist.items() if d > 0)
+        # Nearest first, then by id, then owner (as the embedded store ranks them).
+        ranked = sorted(
+            ((d, node) for node, d in dist.items() if d > 0),
+            key=lambda item: (item[0], split_node(item[1])[1], item[1]),
+        )
         kept = ranked[:limit]
         kept_keys = {center} | {node for _, node in kept}
         rows = await self._entity_rows([node for _, node in kept])

@@ -113,6 +113,6 @@ def test_cypher_memory_pages_take_a_checked_limit():
     query = cypher.entity_memories(True, True, 11)
     assert "LIMIT 11" in query and "$systems" in query and "$after" in query
     assert "WHERE" not in cypher.entity_memories(False, False, 1)
-    for bad in (0, 1002, True, "5", 2.0):
+    for bad in (0, 100_002, True, "5", 2.0):
         with pytest.raises(ValueError):
             cypher.entity_memories(False, False, bad)
