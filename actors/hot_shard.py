@@ -28,8 +28,11 @@ class HotShardActor:
         # (whole search, index scan) in ms: what the hot window adapts to
         self._search_ms: deque[tuple[float, float]] = deque(maxlen=256)
 
-    def insert(self, batch: pa.Table) -> list[str]:
-        return self._shard.insert(batch)
+    def insert(self, batch: pa.Table, write_id: str | None = None) -> list[str]:
+        return self._shard.insert(batch, write_id)
+
+    def undo(self, keys: list[str], write_id: str) -> list[str]:
+        return self._shard.undo(keys, write_id)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._shard.get(key)

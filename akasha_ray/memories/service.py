@@ -12,7 +12,9 @@ memories is left behind (a compensating delete of what this batch added).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ from akasha_ray.search import PartialTier, TierAnswer, ask_tiers, merge_hits, pl
 from akasha_ray.tiers import TierWindows
 from akasha_ray.timeseries import PointBatch
 
+log = logging.getLogger(__name__)
+
 TIER_SIZES_EVERY_S = 60  # how often an ingest also samples per-system tier sizes
 
 
@@ -56,6 +60,7 @@ class MemoryService:
         self._settings = settings
         self._tiers = settings.tiers
         self._timeout = settings.serve.request_timeout_s
+        self._write_timeout = settings.serve.write_timeout_s
         self.peers = peers or Peers(settings)
         self.tombstones = Tombstones(self.peers)
         self._window: HotWindow | None = None
@@ -104,13 +109,15 @@ class MemoryService:
         windows = await self.windows() or TierWindows(self._tiers.hot_days, self._tiers.warm_days)
         parts = _split_hot(by_tier(windows, batch, now), self.peers)
         parts = await self._admitted(parts)
-        new_keys = await self._write_whole(parts)
+        write_id = uuid.uuid4().hex
+        new_keys = await self._write_whole(parts, write_id)
         links = {k: list(v) for k, v in (entities or {}).items() if v}
         if links:
             try:
-                await self._call(self.peers.graph.link_memories.remote(links), "graph")
+                link = self.peers.graph.link_memories.remote(links)
+                await self._call(link, "graph", self._write_timeout)
             except AkashaError:
-                await self._undo(parts, new_keys)
+                await self._undo(parts, write_id)
                 raise
         systems = Counter(split_key(k)[0] for k in new_keys)
         self._record(self_metrics.ingested(systems, now_utc()))
@@ -121,7 +128,7 @@ class MemoryService:
         """The parts without the memories already stored as sent; Conflict if any key is held
         with other content or was deleted. Nothing is written before every part is checked."""
         checks = [self._check(where, part) for where, part in parts.items()]
-        held_by_part = await self._call(asyncio.gather(*checks), "tiers")
+        held_by_part = await self._call(asyncio.gather(*checks), "tiers", self._write_timeout)
         conflicts: list[str] = []
         admitted: dict[Any, pa.Table] = {}
         for (where, part), (held, buried) in zip(parts.items(), held_by_part, strict=True):
@@ -152,33 +159,45 @@ class MemoryService:
         )
         return held, set(buried)
 
-    async def _write_whole(self, parts: dict[Any, pa.Table]) -> list[str]:
+    async def _write_whole(self, parts: dict[Any, pa.Table], write_id: str) -> list[str]:
         """Write every part at once; if one fails, remove what the others added and raise."""
-        writers = [self._owner(where).insert.remote(part) for where, part in parts.items()]
+        writers = [
+            self.peers.shards[where].insert.remote(part, write_id)
+            if isinstance(where, int)
+            else self._owner(where).insert.remote(part)
+            for where, part in parts.items()
+        ]
         results = await asyncio.gather(
-            *(self._call(w, "tiers") for w in writers), return_exceptions=True
+            *(self._call(w, "tiers", self._write_timeout) for w in writers),
+            return_exceptions=True,
         )
         failed = [r for r in results if isinstance(r, BaseException)]
         added = [k for r in results if not isinstance(r, BaseException) for k in r]
         if failed:
-            await self._undo(parts, added)
+            await self._undo(parts, write_id)
             error = failed[0]
             if isinstance(error, AkashaError):
                 raise error
             raise Unavailable(f"a store failed during the write: {type(error).__name__}")
         return added
 
-    async def _undo(self, parts: dict[Any, pa.Table], added: list[str]) -> None:
-        """The compensating delete: remove the keys this batch added, wherever it put them."""
-        if not added:
-            return
-        wanted = set(added)
-        deletes = []
-        for where, part in parts.items():
-            keys = [k for k in keys_of(part) if k in wanted]
-            if keys:
-                deletes.append(self._owner(where).delete_many.remote(keys))
-        await self._call(asyncio.gather(*deletes), "tiers", self._timeout * 3)
+    async def _undo(self, parts: dict[Any, pa.Table], write_id: str) -> None:
+        """The compensating delete: remove what this batch stored, wherever it put it, even in a
+        part whose answer was lost (a shard that crashed after its commit). A hot shard removes
+        only the rows of this write; warm and cold (backfills) the keys that were new when the
+        batch was checked."""
+        deletes = [
+            self.peers.shards[where].undo.remote(keys_of(part), write_id)
+            if isinstance(where, int)
+            else self._owner(where).delete_many.remote(keys_of(part))
+            for where, part in parts.items()
+        ]
+        done = await self._call(
+            asyncio.gather(*deletes, return_exceptions=True), "tiers", self._write_timeout
+        )
+        failed = [d for d in done if isinstance(d, BaseException)]
+        if failed:  # each owner retries after a restart; one that is gone for good held nothing
+            log.warning("undoing a failed batch: %d owners did not answer", len(failed))
 
     def _owner(self, where: Any):
         return self.peers.shards[where] if isinstance(where, int) else self.peers.tier(where)
@@ -186,25 +205,29 @@ class MemoryService:
     async def delete(self, key: str) -> bool:
         """Delete a memory for good: a tombstone first (durable), then every tier's copy and its
         entity links. False when no tier holds it (nothing is recorded then)."""
-        if not await self.find(key):
+        if not await self.find(key, self._write_timeout):
             return False
-        await self._call(self.tombstones.bury([key], now_utc()), "hot shards")
+        timeout = self._write_timeout
+        await self._call(self.tombstones.bury([key], now_utc()), "hot shards", timeout)
         owner = self.peers.shards[self.peers.shard_index(split_key(key)[0])]
         deletes = [owner.delete_many.remote([key])]
         deletes += [self.peers.warm.delete_many.remote([key])]
         deletes += [self.peers.cold.delete_many.remote([key])]
-        await self._call(asyncio.gather(*deletes), "tiers")
-        await self._call(self.peers.graph.unlink_memory.remote(key), "graph")
+        await self._call(asyncio.gather(*deletes), "tiers", timeout)
+        await self._call(self.peers.graph.unlink_memory.remote(key), "graph", timeout)
         return True
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def find(self, key: str) -> list[tuple[Tier, dict[str, Any]]]:
+    async def find(
+        self, key: str, timeout_s: float | None = None
+    ) -> list[tuple[Tier, dict[str, Any]]]:
         """Every copy of a memory (two while it moves between tiers), hot first."""
         owner = self.peers.shards[self.peers.shard_index(split_key(key)[0])]
         owners: list[tuple[Any, Tier]] = [(owner, "hot"), (self.peers.warm, "warm")]
         owners.append((self.peers.cold, "cold"))
-        rows = await self._call(asyncio.gather(*(o.get.remote(key) for o, _ in owners)), "tiers")
+        gets = asyncio.gather(*(o.get.remote(key) for o, _ in owners))
+        rows = await self._call(gets, "tiers", timeout_s)
         return [(t, row) for (_, t), row in zip(owners, rows, strict=True) if row is not None]
 
     async def search(

@@ -58,7 +58,7 @@ def test_ingest_get_search_delete(admin, seeded):
     assert similarities == sorted(similarities, reverse=True)
     assert hits["tiers"][0]["tier"] == "hot" and hits["tiers"][0]["hits"] >= 2
 
-    memory = admin.get(seeded["Book me a fl"])
+    memory = admin.get(seeded["Book me a fl"], "trip-bot")
     assert memory["metadata"] == {"lang": "en"}
     assert memory["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert len(memory["model_revision"]) == 16
@@ -68,11 +68,12 @@ def test_ingest_get_search_delete(admin, seeded):
         "trip-bot",
         "Book me a flight from Lisbon to Tokyo next month",
         created_at=memory["created_at"],
+        metadata={"lang": "en"},
     )
     assert admin.ingest([trip], progress=False) == [seeded["Book me a fl"]]
     assert admin.ingest([{**trip, "id": "client-id-1"}], progress=False) == ["client-id-1"]
     assert admin.ingest([{**trip, "id": "client-id-1"}], progress=False) == ["client-id-1"]
-    admin.delete("client-id-1")
+    admin.delete("client-id-1", "trip-bot")
 
 
 def test_filters_by_system_and_time(admin, seeded):
@@ -101,12 +102,12 @@ def test_search_by_vector_matches_search_by_text(admin, seeded):
 
 def test_delete(admin):
     [memory_id] = admin.ingest([_memory("tmp-bot", "a memory to forget")], progress=False)
-    admin.delete(memory_id)
+    admin.delete(memory_id, "tmp-bot")
     with pytest.raises(AkashaHTTPError) as caught:
-        admin.get(memory_id)
+        admin.get(memory_id, "tmp-bot")
     assert caught.value.status_code == 404
     with pytest.raises(AkashaHTTPError) as caught:
-        admin.delete(memory_id)
+        admin.delete(memory_id, "tmp-bot")
     assert caught.value.status_code == 404
     assert memory_id not in [h["id"] for h in admin.search("a memory to forget")["results"]]
 

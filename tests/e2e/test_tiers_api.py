@@ -33,7 +33,7 @@ def placed(admin):
 
 def test_each_memory_lands_in_its_tier(admin, placed):
     for tier, memory_id in placed.items():
-        assert admin.get(memory_id)["tier"] == tier
+        assert admin.get(memory_id, "tier-bot")["tier"] == tier
     counts = {t["tier"]: t["count"] for t in admin.tiers()}
     assert counts["warm"] >= 1 and counts["cold"] >= 1
 
@@ -64,9 +64,9 @@ def test_delete_reaches_every_tier(admin):
         [_memory("an old note to forget", 50), _memory("an ancient one", 300)], progress=False
     )
     for memory_id in ids:
-        admin.delete(memory_id)
+        admin.delete(memory_id, "tier-bot")
         with pytest.raises(AkashaHTTPError) as caught:
-            admin.get(memory_id)
+            admin.get(memory_id, "tier-bot")
         assert caught.value.status_code == 404
 
 

@@ -31,6 +31,7 @@ def test_memories_end_in_the_tier_their_age_calls_for(ray_cluster, settings):
         for i, age in enumerate(ages)
     ]
     batch = build_batch(memories, vectors, model="m", model_revision="r", now=now)
+    supervisor.start_all(settings)  # the migrator finds its peers by name
     shards = supervisor.hot_shards(settings)
     owner = np.array([shard_for(s, len(shards)) for s in batch.column("system_id").to_pylist()])
     ids = keys_of(batch)

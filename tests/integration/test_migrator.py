@@ -74,6 +74,7 @@ def test_a_pass_killed_midway_then_run_again_loses_and_duplicates_nothing(ray_cl
     ages = list(np.linspace(8, 80, 1500))  # all aged out of hot, none out of warm
     batch, vectors = memories(ages, now, rng)
     ids = keys_of(batch)
+    supervisor.start_all(settings)  # the migrator finds its peers by name
     shards = supervisor.hot_shards(settings)
     put_in_hot(shards, batch)
     migrator, warm = supervisor.migrator(settings), supervisor.warm(settings)
@@ -116,6 +117,7 @@ def test_the_hot_window_shrinks_when_hot_search_misses_its_target(ray_cluster, s
     ages = rng.uniform(0, 6, 30_000)
     batch, vectors = memories(ages, now, rng)
     ids = keys_of(batch)
+    supervisor.start_all(settings)
     shards = supervisor.hot_shards(settings)
     put_in_hot(shards, batch)
     # Searches as users make them, timed by the shards; retried if this machine's noise leaves no

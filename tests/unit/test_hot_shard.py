@@ -173,3 +173,16 @@ def test_buried_keys_are_never_stored_again_and_survive_reopen(tmp_path):
     assert reopened.buried(["sys-a/msg-1"]) == ["sys-a/msg-1"]
     assert reopened.get("sys-b/msg-1")["content"] == "from b"
     reopened.close()
+
+
+def test_undo_removes_only_what_one_write_stored_even_after_a_retry(shard):
+    a, _ = _one("sys-a", "msg-1", "one")
+    b, _ = _one("sys-a", "msg-2", "two")
+    assert shard.insert(b, "other-write") == ["sys-a/msg-2"]
+    batch = pa.concat_tables([a, b])
+    assert shard.insert(batch, "w1") == ["sys-a/msg-1"]
+    # The same call retried (its first answer lost): it reports what it stored, once.
+    assert shard.insert(batch, "w1") == ["sys-a/msg-1"]
+    assert shard.undo(["sys-a/msg-1", "sys-a/msg-2"], "w1") == ["sys-a/msg-1"]
+    assert shard.get("sys-a/msg-1") is None
+    assert shard.get("sys-a/msg-2")["content"] == "two"  # another write's row stays
