@@ -4,17 +4,24 @@ TimescaleDB) implementation, both held to the same answers by the congruence tes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from akasha_ray.timeseries.batch import PointBatch
 from akasha_ray.timeseries.models import Bucket, MetricsQuery, Point
 
+# How long a store remembers a write's token: longer than any retry of one write takes.
+WRITE_TOKENS_KEPT = timedelta(days=1)
+
 
 @runtime_checkable
 class TimeseriesStore(Protocol):
-    async def write(self, points: PointBatch | Iterable[Point]) -> int:
-        """Store points durably (committed when this returns); returns how many."""
+    async def write(self, points: PointBatch | Iterable[Point], token: str | None = None) -> int:
+        """Store points durably (committed when this returns); returns how many.
+
+        `token` names this write: a write whose token is stored already is not stored again
+        (for `WRITE_TOKENS_KEPT`), so a write retried after an error of unknown outcome (a
+        connection lost during COMMIT) is stored once."""
         ...
 
     async def query(self, query: MetricsQuery) -> list[Bucket]:
@@ -22,7 +29,8 @@ class TimeseriesStore(Protocol):
         ...
 
     async def refresh(self, now: datetime | None = None) -> dict[str, Any]:
-        """Run the rollups' refresh policy as of `now` (default: the clock); says what it did."""
+        """Run the rollups' refresh policy as of `now` (default: the clock); says what it did.
+        Also forgets write tokens older than `WRITE_TOKENS_KEPT` (by the clock)."""
         ...
 
     async def health(self) -> dict[str, Any]:

@@ -7,9 +7,11 @@ whichever comes first. `add()` returns once the points are buffered (the API ans
 Any exception from the store (a refusal, a lost connection, a full disk, a read-only server after a
 failover) leaves the points buffered: they are sent again after an exponential backoff with jitter
 (`retry_delay_s` doubling up to `max_retry_delay_s`), and `stats()` says since when it fails and
-why. Points leave the buffer only once the store has returned from writing them, so none is lost
-and none is sent twice by this process. The loop that flushes is supervised: an exception in the
-loop itself is recorded and the loop starts again; a task that died is started again.
+why. Points leave the buffer only once the store has returned from writing them, so none is lost.
+A batch whose write failed is sent again as it was, with the same token (see `TimeseriesStore`),
+so a write that failed after its commit (a connection lost during COMMIT) is not stored twice.
+The loop that flushes is supervised: an exception in the loop itself is recorded and the loop
+starts again; a task that died is started again.
 
 What a crash can lose: the points accepted since the last successful flush, so normally at most
 `max_delay_s` worth (or `max_points`, whichever is reached first), plus a flush in progress.
@@ -28,6 +30,7 @@ import contextlib
 import random
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,7 +38,7 @@ from typing import Any, TypeVar
 from akasha_ray.errors import AkashaError, Unavailable
 from akasha_ray.timeseries.batch import PointBatch
 
-Sink = Callable[[PointBatch], Awaitable[int]]
+Sink = Callable[[PointBatch, str], Awaitable[int]]  # (points, the write's token)
 T = TypeVar("T")
 
 _OPTIMISTIC_READS = 4
@@ -75,6 +78,7 @@ class WriteBatcher:
         self._close_timeout_s = close_timeout_s
         self._buffer: list[tuple[float, PointBatch]] = []  # (monotonic arrival, points)
         self._buffered = 0
+        self._retrying: tuple[int, str] | None = None  # (buffer entries, token) of a failed write
         self._wake = asyncio.Event()  # new points, or a flush/close request
         self._retry_now = asyncio.Event()  # cut a backoff short (flush(), aclose())
         self._round_done = asyncio.Event()
@@ -217,7 +221,12 @@ class WriteBatcher:
                     self._failing_since = datetime.now(UTC)
                 self._record_error(exc)
                 self._round_done.set()
-                await asyncio.sleep(self._backoff_s(self._loop_crashes))
+                delay = self._backoff_s(self._loop_crashes)
+                if self._closing:
+                    delay = min(delay, self._close_deadline - time.monotonic())
+                    if delay <= 0:
+                        return  # aclose() reports what is left
+                await asyncio.sleep(delay)
 
     async def _run(self) -> None:
         while True:
@@ -262,16 +271,19 @@ class WriteBatcher:
         return delay * random.uniform(0.5, 1.0)
 
     async def _flush_once(self) -> bool:
-        # At most about max_points a round, so a backlog drains in store-sized batches.
-        taken, count = 0, 0
-        while taken < len(self._buffer) and (taken == 0 or count < self._max_points):
-            count += len(self._buffer[taken][1])
-            taken += 1
+        if self._retrying is not None:  # the store may have it already: the same points, token
+            taken, token = self._retrying
+        else:  # at most about max_points a round, so a backlog drains in store-sized batches
+            taken, count, token = 0, 0, uuid.uuid4().hex
+            while taken < len(self._buffer) and (taken == 0 or count < self._max_points):
+                count += len(self._buffer[taken][1])
+                taken += 1
+            self._retrying = (taken, token)
         batch = PointBatch.concat([points for _, points in self._buffer[:taken]])
         async with self._sink_lock:
             self._sink_calls += 1
             try:
-                await self._sink(batch)
+                await self._sink(batch, token)
             except Exception as exc:  # noqa: BLE001 - any store failure: keep the points, retry
                 self._failures += 1
                 self._consecutive_failures += 1
@@ -283,6 +295,7 @@ class WriteBatcher:
             finally:
                 self._sink_calls += 1
             # Only now, with the store's write returned: points added meanwhile stay buffered.
+            self._retrying = None
             del self._buffer[:taken]
             self._buffered -= len(batch)
         self._flushed += len(batch)

@@ -48,7 +48,17 @@ SCHEMA = [
         series_id INTEGER NOT NULL,
         bucket TIMESTAMP NOT NULL
     )""",
+    # Tokens of the writes stored, so a write retried after an unknown outcome is stored once.
+    """CREATE TABLE IF NOT EXISTS metrics_writes (
+        token VARCHAR PRIMARY KEY,
+        written_at TIMESTAMP NOT NULL,
+        points BIGINT NOT NULL
+    )""",
 ]
+
+WRITTEN = "SELECT points FROM metrics_writes WHERE token = $token"
+RECORD_WRITE = "INSERT INTO metrics_writes VALUES ($token, $written_at, $points)"
+FORGET_WRITES = "DELETE FROM metrics_writes WHERE written_at < $before"
 
 INIT_STATE = "INSERT INTO metrics_rollup_state VALUES ($rollup, $watermark) ON CONFLICT DO NOTHING"
 INIT_STATE_DEFAULT = NOTHING_MATERIALIZED.replace(tzinfo=None)

@@ -9,6 +9,12 @@ over the raw points:
 - buckets below the watermark that late points changed since, from the raw points (they are
   listed in `metrics_invalidations` until a refresh re-aggregates them).
 
+Checkpoints are ours, run after a write once the WAL passes 16 MiB (DuckDB's own threshold):
+DuckDB's automatic one runs inside COMMIT, and when it fails (a full disk) COMMIT raises although
+the write is durable, so the caller would store the points again. After a fatal DuckDB error (the
+database is then invalidated: every later statement fails) the next call reopens the file; what
+was committed is in the WAL and comes back.
+
 One process owns the file (the `timeseries` actor). DuckDB calls block, so they run in worker
 threads. Writes and refreshes run one at a time under a lock. Queries run concurrently on their own
 cursors and read the in-memory state without a lock: the state carries a generation, odd while a
@@ -19,8 +25,9 @@ memory it used and the database snapshot it read always belong together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -34,6 +41,7 @@ import pyarrow.compute as pc
 
 from akasha_ray.errors import InvalidInput, Unavailable
 from akasha_ray.timeseries import duckdb_sql as sql
+from akasha_ray.timeseries.base import WRITE_TOKENS_KEPT
 from akasha_ray.timeseries.batch import PointBatch, as_batch
 from akasha_ray.timeseries.models import MAX_BUCKETS, Bucket, MetricsQuery, Point
 from akasha_ray.timeseries.options import TimeseriesOptions
@@ -45,6 +53,7 @@ _NAIVE_TIMESTAMP = pa.timestamp("us")
 _EPOCH = datetime(1970, 1, 1)
 _US = timedelta(microseconds=1)
 _OPTIMISTIC_TRIES = 8
+_CHECKPOINT_WAL_BYTES = 16 << 20
 
 # rollup key -> series id -> buckets (UTC microseconds) invalidated by late points
 LateBuckets = dict[int, frozenset[int]]
@@ -80,35 +89,33 @@ class DuckDBStore:
         self._cursor_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._opened = 0  # how many times the file was reopened: cursors of older ones are stale
+        self._invalidated: str | None = None  # why DuckDB invalidated the connection, if it did
         self._generation = 0  # odd while a commit and its memory update are being published
-        self._series = SeriesCatalog()
-        self._series.add(con.execute(sql.READ_SERIES).fetchall())
-        self._watermarks: dict[str, datetime] = dict(con.execute(sql.READ_WATERMARKS).fetchall())
-        self._late: dict[str, LateBuckets] = {key: {} for key in ROLLUPS}
+        self._load(con)
+
+    def _load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The in-memory state, from the database (built whole, then swapped in)."""
+        series = SeriesCatalog()
+        series.add(con.execute(sql.READ_SERIES).fetchall())
+        watermarks: dict[str, datetime] = dict(con.execute(sql.READ_WATERMARKS).fetchall())
+        late_buckets: dict[str, LateBuckets] = {key: {} for key in ROLLUPS}
         for key, series_id, bucket in con.execute(sql.READ_INVALIDATIONS).fetchall():
-            late = self._late[key]
+            late = late_buckets[key]
             late[series_id] = late.get(series_id, frozenset()) | {_us(bucket)}
-        self._recent: dict[str, RecentBuckets] = {}
+        recent: dict[str, RecentBuckets] = {}
         for key, rollup in ROLLUPS.items():
-            self._recent[key] = RecentBuckets()
-            rows = con.execute(sql.recent(rollup), {"watermark": self._watermarks[key]})
+            recent[key] = RecentBuckets()
+            rows = con.execute(sql.recent(rollup), {"watermark": watermarks[key]})
             columns = rows.fetchnumpy()
             if len(columns["series_id"]):
-                self._recent[key].add(Grouped(*(np.asarray(c) for c in columns.values())))
+                recent[key].add(Grouped(*(np.asarray(c) for c in columns.values())))
+        self._series, self._watermarks = series, watermarks
+        self._late, self._recent = late_buckets, recent
 
     @classmethod
     def open_sync(cls, path: Path, options: TimeseriesOptions) -> DuckDBStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(path))
-        except duckdb.IOException as exc:  # typically: another process holds the file
-            raise Unavailable(f"cannot open {path}: {exc}") from exc
-        con.execute("SET TimeZone = 'UTC'")
-        for statement in sql.SCHEMA:
-            con.execute(statement)
-        for key in ROLLUPS:
-            con.execute(sql.INIT_STATE, {"rollup": key, "watermark": sql.INIT_STATE_DEFAULT})
-        return cls(con, path, options)
+        return cls(_connect(path), path, options)
 
     @classmethod
     async def open(cls, path: Path, options: TimeseriesOptions) -> DuckDBStore:
@@ -122,41 +129,110 @@ class DuckDBStore:
         finally:
             self._generation += 1
 
+    @contextmanager
+    def _noting_fatal(self) -> Iterator[None]:
+        """Remember a fatal error: DuckDB has invalidated the connection, the next call reopens."""
+        try:
+            yield
+        except duckdb.FatalException as exc:
+            self._invalidated = str(exc).splitlines()[0]
+            raise Unavailable(f"the metrics database failed: {exc}") from exc
+
+    def _reopen_if_invalidated(self) -> None:
+        """Call with the write lock held."""
+        if self._invalidated is None:
+            return
+        with self._publishing():
+            self._close_connection()
+            self._con = _connect(self._path)  # Unavailable while it cannot: tried again next call
+            self._opened += 1
+            self._load(self._con)
+            self._invalidated = None
+
+    def _close_connection(self) -> None:
+        # Closing an invalidated or half-closed connection may raise: it is being dropped anyway.
+        with self._cursor_lock:
+            for cursor in self._cursors:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.close()
+            self._cursors.clear()
+        with contextlib.suppress(duckdb.Error):
+            self._con.close()
+
     # -- writes ---------------------------------------------------------------------------------
 
-    async def write(self, points: PointBatch | Iterable[Point]) -> int:
+    async def write(self, points: PointBatch | Iterable[Point], token: str | None = None) -> int:
         batch = as_batch(points)
         if not len(batch):
             return 0
-        return await asyncio.to_thread(self._write, batch)
+        return await asyncio.to_thread(self._write, batch, token)
 
-    def _write(self, batch: PointBatch) -> int:
+    def _write(self, batch: PointBatch, token: str | None) -> int:
         table = batch.table.combine_chunks()
         timestamps_us = pc.cast(table.column("timestamp"), pa.int64()).to_numpy()
         values = table.column("metric_value").to_numpy()
         incoming = table.set_column(0, "timestamp", table.column(0).cast(_NAIVE_TIMESTAMP))
+        with self._write_lock, self._noting_fatal():
+            self._reopen_if_invalidated()
+            written = self._write_locked(batch, token, incoming, timestamps_us, values)
+            self._checkpoint_if_due()
+            return written
+
+    def _write_locked(
+        self,
+        batch: PointBatch,
+        token: str | None,
+        incoming: pa.Table,
+        timestamps_us: np.ndarray,
+        values: np.ndarray,
+    ) -> int:
         con = self._con
-        with self._write_lock:
-            con.register("incoming", incoming)
+        con.register("incoming", incoming)
+        try:
+            con.begin()
             try:
-                con.begin()
-                try:
-                    con.execute(sql.INSERT_RAW)
-                    new_series = con.execute(sql.INSERT_SERIES).fetchall()
-                    series_ids = self._series.ids_of(table, pending=new_series)
-                    recent, late = self._split_late(con, series_ids, timestamps_us, values)
-                except BaseException:
+                if token is not None:
+                    stored = con.execute(sql.WRITTEN, {"token": token}).fetchone()
+                    if stored is not None:  # a retry of a write that was stored
+                        con.rollback()
+                        return stored[0]
+                    con.execute(
+                        sql.RECORD_WRITE,
+                        {"token": token, "written_at": _naive(_now()), "points": len(batch)},
+                    )
+                con.execute(sql.INSERT_RAW)
+                new_series = con.execute(sql.INSERT_SERIES).fetchall()
+                series_ids = self._series.ids_of(incoming, pending=new_series)
+                recent, late = self._split_late(con, series_ids, timestamps_us, values)
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):  # the error that got here is the news
                     con.rollback()
-                    raise
-                with self._publishing():
-                    con.commit()
-                    self._series.add(new_series)
-                    for key in ROLLUPS:
-                        self._recent[key].add(recent[key])
-                        self._late[key] = _merge_late(self._late[key], late[key])
-            finally:
+                raise
+            with self._publishing():
+                con.commit()
+                self._series.add(new_series)
+                for key in ROLLUPS:
+                    self._recent[key].add(recent[key])
+                    self._late[key] = _merge_late(self._late[key], late[key])
+        finally:
+            with contextlib.suppress(duckdb.Error):  # fails only on a connection that failed
                 con.unregister("incoming")
         return len(batch)
+
+    def _checkpoint_if_due(self) -> None:
+        """After a commit, with the write lock held. The write stands whatever happens here."""
+        try:
+            wal_bytes = Path(f"{self._path}.wal").stat().st_size
+        except FileNotFoundError:
+            return
+        if wal_bytes < _CHECKPOINT_WAL_BYTES:
+            return
+        try:
+            self._con.execute("CHECKPOINT")
+        except duckdb.FatalException as exc:  # invalidated: reopened by the next call
+            self._invalidated = str(exc).splitlines()[0]
+        except duckdb.Error:
+            pass  # e.g. no room for it: the WAL keeps every commit, tried after the next write
 
     def _split_late(
         self,
@@ -189,44 +265,55 @@ class DuckDBStore:
     # -- refresh policy -------------------------------------------------------------------------
 
     async def refresh(self, now: datetime | None = None) -> dict[str, Any]:
-        now = datetime.now(UTC) if now is None else now
+        now = _now() if now is None else now
         return await asyncio.to_thread(self._refresh, now.astimezone(UTC))
 
     def _refresh(self, now: datetime) -> dict[str, Any]:
+        with self._write_lock, self._noting_fatal():
+            self._reopen_if_invalidated()
+            report = self._refresh_locked(now)
+            forgotten = self._con.execute(
+                sql.FORGET_WRITES, {"before": _naive(_now() - WRITE_TOKENS_KEPT)}
+            ).fetchone()
+            report["write_tokens_forgotten"] = forgotten[0] if forgotten else 0
+            self._checkpoint_if_due()
+            return report
+
+    def _refresh_locked(self, now: datetime) -> dict[str, Any]:
         report: dict[str, Any] = {}
         windows = {}
         con = self._con
-        with self._write_lock:
-            con.begin()
-            try:
-                for key, rollup in ROLLUPS.items():
-                    policy = self._options.policies()[key]
-                    watermark = self._watermarks[key].replace(tzinfo=UTC)
-                    window = refresh_window(rollup, policy, watermark, now)
-                    windows[key] = window
-                    lo, hi = _naive(window.watermark), _naive(window.new_watermark)
-                    if hi > lo:
-                        for statement in sql.materialize_new(rollup):
-                            con.execute(statement, {"lo": lo, "hi": hi})
-                    late = self._rematerialize_late(con, rollup, _naive(window.late_from), lo)
-                    con.execute(sql.SET_WATERMARK, {"rollup": key, "watermark": hi})
-                    report[key] = {
-                        "watermark": window.new_watermark.isoformat(),
-                        "late_buckets_refreshed": late,
-                    }
-            except BaseException:
+        con.begin()
+        try:
+            for key, rollup in ROLLUPS.items():
+                policy = self._options.policies()[key]
+                watermark = self._watermarks[key].replace(tzinfo=UTC)
+                window = refresh_window(rollup, policy, watermark, now)
+                windows[key] = window
+                lo, hi = _naive(window.watermark), _naive(window.new_watermark)
+                if hi > lo:
+                    for statement in sql.materialize_new(rollup):
+                        con.execute(statement, {"lo": lo, "hi": hi})
+                late = self._rematerialize_late(con, rollup, _naive(window.late_from), lo)
+                con.execute(sql.SET_WATERMARK, {"rollup": key, "watermark": hi})
+                report[key] = {
+                    "watermark": window.new_watermark.isoformat(),
+                    "late_buckets_refreshed": late,
+                }
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # the error that got here is the news
                 con.rollback()
-                raise
-            with self._publishing():
-                con.commit()
-                for key, window in windows.items():
-                    self._watermarks[key] = _naive(window.new_watermark)
-                    self._recent[key].drop_before(_us(_naive(window.new_watermark)))
-                    self._late[key] = _drop_late(
-                        self._late[key],
-                        _us(_naive(window.late_from)),
-                        _us(_naive(window.watermark)),
-                    )
+            raise
+        with self._publishing():
+            con.commit()
+            for key, window in windows.items():
+                self._watermarks[key] = _naive(window.new_watermark)
+                self._recent[key].drop_before(_us(_naive(window.new_watermark)))
+                self._late[key] = _drop_late(
+                    self._late[key],
+                    _us(_naive(window.late_from)),
+                    _us(_naive(window.watermark)),
+                )
         return report
 
     def _rematerialize_late(
@@ -246,17 +333,29 @@ class DuckDBStore:
 
     async def query(self, query: MetricsQuery) -> list[Bucket]:
         if query.bucket == "raw":
-            return await asyncio.to_thread(self._query_raw, query)
-        return await asyncio.to_thread(self._query_rollup, query)
+            return await asyncio.to_thread(self._query, self._query_raw, query)
+        return await asyncio.to_thread(self._query, self._query_rollup, query)
+
+    def _query(
+        self, answer: Callable[[MetricsQuery], list[Bucket]], query: MetricsQuery
+    ) -> list[Bucket]:
+        if self._invalidated is not None:
+            with self._write_lock, self._noting_fatal():
+                self._reopen_if_invalidated()
+        try:
+            with self._noting_fatal():
+                return answer(query)
+        except duckdb.Error as exc:  # a cursor of a connection reopened meanwhile, typically
+            raise Unavailable(f"the metrics database failed: {exc}") from exc
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
+        if cursor is None or self._local.opened != self._opened:
             with self._cursor_lock:
                 cursor = self._con.cursor()
                 cursor.execute("SET TimeZone = 'UTC'")
                 self._cursors.append(cursor)
-            self._local.cursor = cursor
+            self._local.cursor, self._local.opened = cursor, self._opened
         return cursor
 
     def _query_raw(self, query: MetricsQuery) -> list[Bucket]:
@@ -339,18 +438,43 @@ class DuckDBStore:
             },
             "recent_buckets": {k: len(v) for k, v in self._recent.items()},
             "late_buckets": {k: sum(map(len, v.values())) for k, v in self._late.items()},
+            "invalidated": self._invalidated,  # reopened by the next call
         }
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
-        with self._write_lock, self._cursor_lock:
-            for cursor in self._cursors:
-                cursor.close()
-            self._cursors.clear()
-            self._con.execute("CHECKPOINT")
-            self._con.close()
+        with self._write_lock:
+            if self._invalidated is None:
+                # Failing (e.g. a full disk) loses nothing: the WAL, replayed at the next open.
+                with contextlib.suppress(duckdb.Error):
+                    self._con.execute("CHECKPOINT")
+            self._close_connection()
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.Error as exc:  # another process holds the file; no room to replay the WAL
+        raise Unavailable(f"cannot open {path}: {exc}") from exc
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        # No automatic checkpoint: see the module's docstring (1 TB stands for never).
+        con.execute("SET checkpoint_threshold = '1TB'")
+        for statement in sql.SCHEMA:
+            con.execute(statement)
+        for key in ROLLUPS:
+            con.execute(sql.INIT_STATE, {"rollup": key, "watermark": sql.INIT_STATE_DEFAULT})
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _params(query: MetricsQuery) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from akasha_ray.models import Name, UtcDatetime
+from akasha_ray.validation import not_future
 
 MAX_POINTS_PER_REQUEST = 10_000
 MAX_TAGS = 16
@@ -59,7 +60,9 @@ class _Strict(BaseModel):
 class Point(_Strict):
     """One measurement of one metric of one system."""
 
-    timestamp: UtcDatetime = Field(description="RFC 3339 with an offset; stored in UTC.")
+    timestamp: UtcDatetime = Field(
+        description="RFC 3339 with an offset; stored in UTC; at most now + 1 day."
+    )
     system_id: Name = Field(description="The AI system measured.")
     metric_name: MetricName = Field(description="Dotted lower-case name, e.g. latency_ms.")
     value: FiniteFloat
@@ -70,7 +73,8 @@ class Point(_Strict):
     @field_validator("timestamp")
     @classmethod
     def _timestamp_in_range(cls, value: datetime) -> datetime:
-        return _in_range(value)
+        # Each future bucket would stay in memory until its time comes: no point dated ahead.
+        return not_future(_in_range(value))
 
 
 class WritePointsRequest(_Strict):

@@ -71,7 +71,20 @@ COMMON_SCHEMA = [
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     )""",
+    # Tokens of the writes stored, so a write retried after an unknown outcome (the connection
+    # lost during COMMIT) is stored once.
+    """CREATE TABLE IF NOT EXISTS metrics_writes (
+        token TEXT PRIMARY KEY,
+        written_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        points BIGINT NOT NULL
+    )""",
 ]
+
+# First in a write's transaction: "INSERT 0 0" when that write was stored already (the key's row
+# lock also orders two attempts that run at once).
+RECORD_WRITE = """INSERT INTO metrics_writes (token, points) VALUES ($token, $points)
+    ON CONFLICT DO NOTHING"""
+FORGET_WRITES = "DELETE FROM metrics_writes WHERE written_at < now() - $keep::interval"
 
 INIT_STATE = """INSERT INTO metrics_rollup_state VALUES ($rollup, $watermark)
     ON CONFLICT DO NOTHING"""

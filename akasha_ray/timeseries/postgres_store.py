@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from akasha_ray.errors import ConfigError, InvalidInput, Unavailable
 from akasha_ray.timeseries import postgres_sql as sql
+from akasha_ray.timeseries.base import WRITE_TOKENS_KEPT
 from akasha_ray.timeseries.batch import PointBatch, as_batch
 from akasha_ray.timeseries.models import MAX_BUCKETS, Bucket, MetricsQuery, Point
 from akasha_ray.timeseries.options import TimeseriesOptions
@@ -98,7 +99,7 @@ class PostgresStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def write(self, points: PointBatch | Iterable[Point]) -> int:
+    async def write(self, points: PointBatch | Iterable[Point], token: str | None = None) -> int:
         table = as_batch(points).table
         if not table.num_rows:
             return 0
@@ -109,6 +110,10 @@ class PostgresStore:
         }
         oldest = pc.min(table.column("timestamp")).as_py()
         async with self._connection() as conn, conn.transaction():
+            if token is not None:
+                recorded = await _execute(conn, sql.RECORD_WRITE, token=token, points=len(table))
+                if recorded == "INSERT 0 0":  # a retry of a write that was stored
+                    return table.num_rows
             await _execute(conn, sql.LOCK_SHARED, **_LOCK)
             await _execute(
                 conn,
@@ -135,6 +140,8 @@ class PostgresStore:
                     report[key] = await self._refresh_rollup(conn, key, now)
             finally:
                 await _execute(conn, sql.UNLOCK, **_LOCK)
+            forgotten = await _execute(conn, sql.FORGET_WRITES, keep=WRITE_TOKENS_KEPT)
+        report["write_tokens_forgotten"] = int(forgotten.split()[-1])
         return report
 
     async def _refresh_rollup(

@@ -4,6 +4,8 @@ only the PostgreSQL backend and the Ray actor do. Servers that cannot start fail
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +20,7 @@ from akasha_ray.config import TimeseriesConfig
 from akasha_ray.errors import ConfigError, Unavailable
 from akasha_ray.timeseries import (
     MetricsQuery,
+    Point,
     PointBatch,
     TimeseriesOptions,
     TimeseriesStore,
@@ -26,7 +29,13 @@ from akasha_ray.timeseries import (
 from akasha_ray.timeseries.postgres_store import PostgresStore
 from tests.servers.pglite import pglite_server
 from tests.servers.postgres import PostgresServer, free_port, postgres_server
-from tests.servers.timeseries_suite import T0, assert_unknown_series_empty, run_congruence
+from tests.servers.timeseries_suite import (
+    T0,
+    assert_matches_pandas,
+    assert_unknown_series_empty,
+    random_points,
+    run_congruence,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +74,7 @@ async def drop_metrics_schema(dsn: str) -> None:
             "metrics_rollup_state",
             "metrics_invalidations",
             "metrics_schema",
+            "metrics_writes",
         ):
             await conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     finally:
@@ -95,6 +105,19 @@ async def store(request, tmp_path) -> AsyncIterator[TimeseriesStore]:
 async def test_congruence_with_pandas(store):
     await run_congruence(store)
     await assert_unknown_series_empty(store)
+
+
+async def test_a_write_retried_with_its_token_is_stored_once(store):
+    rng = random.Random(5)
+    first = random_points(rng, 40, T0, timedelta(hours=1))
+    second = random_points(rng, 30, T0, timedelta(hours=1))
+    assert await store.write(first, token="flush-1") == 40
+    assert await store.write(first, token="flush-1") == 40  # the retry: not stored again
+    assert await store.write(second, token="flush-2") == 30
+    written = first + second
+    await assert_matches_pandas(store, written, T0, T0 + timedelta(hours=1), "tokens")
+    report = await store.refresh(T0 + timedelta(hours=2))
+    assert report["write_tokens_forgotten"] == 0  # kept a day, by the clock
 
 
 async def test_health_says_which_flavour(request, store):
@@ -223,3 +246,87 @@ def test_actor_batches_writes_and_flushes_on_shutdown(ray_cluster, settings):
     ray.get(reopened.refresh.remote(T0 + timedelta(days=1)))
     assert ray.get(reopened.query.remote(query)) == buckets
     ray.get(reopened.shutdown.remote())
+
+
+async def set_read_only(dsn: str, read_only: bool) -> None:
+    """As after a failover to a standby: every session's transactions become read-only."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SET default_transaction_read_only = off")  # this session may write
+        if read_only:
+            await conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        else:
+            await conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
+async def until_status(actor: TimeseriesActor, status: str) -> dict:
+    """Health, once it says `status` (polled: the flusher runs on its own schedule)."""
+    for _ in range(400):
+        health = await actor.health()
+        if health["status"] == status:
+            return health
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"status never became {status!r}: {health}")
+
+
+async def until_flushed(actor: TimeseriesActor) -> None:
+    """flush() until it succeeds: sessions see a reloaded configuration a moment later."""
+    for _ in range(100):
+        try:
+            await actor.flush()
+            return
+        except Unavailable:
+            await asyncio.sleep(0.05)
+    await actor.flush()
+
+
+async def test_read_only_postgresql_keeps_points_until_writable(postgres, tmp_path):
+    """The writer (the actor's class, without Ray) over a real PostgreSQL 15 that turns
+    read-only during writes, then writable again: no accepted point lost, none stored twice."""
+    await drop_metrics_schema(postgres.dsn)
+    settings = config.load(
+        data_dir=tmp_path,
+        namespace="test-read-only",
+        timeseries={"backend": "timescaledb", "dsn": postgres.dsn},
+    )
+    actor = TimeseriesActor(config.to_dict(settings), {"flush_interval_s": 0.05})
+    rng = random.Random(15)
+    span = timedelta(hours=6)
+    start, end = T0 + timedelta(minutes=7), T0 + span - timedelta(minutes=3)
+    written: list[Point] = []
+
+    async def write(n: int) -> None:
+        points = random_points(rng, n, T0, span)
+        assert await actor.write(PointBatch.from_points(points)) == n
+        written.extend(points)
+
+    try:
+        await write(300)
+        await actor.flush()
+        await set_read_only(postgres.dsn, True)
+        try:
+            await write(200)  # accepted: 202
+            health = await until_status(actor, "failing")
+            assert "read-only transaction" in health["error"], health
+            assert health["pending_points"] == 200 and health["failing_since"] is not None
+            assert health["flavour"].startswith("postgresql 15.")  # reads still work
+            # Read-your-writes while the store refuses writes.
+            await assert_matches_pandas(actor, written, start, end, "read-only")
+            await write(100)
+        finally:
+            await set_read_only(postgres.dsn, False)
+        await until_flushed(actor)
+        health = await actor.health()
+        assert health["status"] == "ok" and health["pending_points"] == 0, health
+        assert health["writer"]["failures"] >= 1
+        await assert_matches_pandas(actor, written, start, end, "writable again")
+        conn = await asyncpg.connect(postgres.dsn)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM metrics") == len(written) == 600
+        finally:
+            await conn.close()
+    finally:
+        await actor.shutdown()

@@ -24,7 +24,7 @@ class Sink:
         self.fail = False
         self.times: list[float] = []
 
-    async def __call__(self, points: PointBatch) -> int:
+    async def __call__(self, points: PointBatch, token: str) -> int:
         if self.fail:
             raise Unavailable("database down")
         self.batches.append(len(points))
@@ -138,13 +138,13 @@ class FlakySink(Sink):
     def __init__(self) -> None:
         super().__init__()
         self.error: BaseException | None = None
-        self.calls = 0
+        self.calls: list[tuple[int, str]] = []
 
-    async def __call__(self, points: PointBatch) -> int:
-        self.calls += 1
+    async def __call__(self, points: PointBatch, token: str) -> int:
+        self.calls.append((len(points), token))
         if self.error is not None:
             raise self.error
-        return await super().__call__(points)
+        return await super().__call__(points, token)
 
 
 @pytest.mark.parametrize(
@@ -167,6 +167,7 @@ async def test_any_store_error_keeps_points_and_shows_in_stats(error):
     assert stats["status"] == "failing" and stats["pending"] == 25
     assert stats["failing_since"] is not None and type(error).__name__ in stats["last_error"]
     assert "hunter2" not in stats["last_error"]  # no secret reaches a health report
+    assert stats["loop_crashes"] == 0  # a store failure, handled as one
     await batcher.add(batch(5))  # still accepting while under max_pending
     sink.error = None
     await batcher.flush()
@@ -229,7 +230,7 @@ class SlowSink(Sink):
         self.committed = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def __call__(self, points: PointBatch) -> int:
+    async def __call__(self, points: PointBatch, token: str) -> int:
         self.stored.append(points)
         self.committed.set()
         await self.release.wait()
@@ -253,3 +254,38 @@ async def test_read_with_pending_never_counts_a_point_twice_or_not_at_all():
     stored, pending = await reader
     assert stored + sum(len(b) for b in pending) == 12
     await batcher.aclose()
+
+
+async def test_a_failed_write_is_sent_again_as_it_was_with_its_token():
+    # The store may have committed it (the reply was lost): the same points and token let it say so.
+    sink = FlakySink()
+    sink.error = ConnectionResetError("connection lost during COMMIT")
+    batcher = WriteBatcher(sink, max_points=100, max_delay_s=0.01, retry_delay_s=0.01)
+    batcher.start()
+    await batcher.add(batch(10))
+    with pytest.raises(Unavailable):
+        await batcher.flush()
+    await batcher.add(batch(5))  # arrives during the outage: not part of the retried write
+    sink.error = None
+    await batcher.flush()
+    first = sink.calls[0]
+    failed = [c for c in sink.calls if c[1] == first[1]]
+    assert len(failed) >= 2 and {n for n, _ in failed} == {10}
+    assert sink.calls[-1][0] == 5 and sink.calls[-1][1] != first[1]
+    assert sink.batches == [10, 5]
+    await batcher.aclose()
+
+
+async def test_close_ends_even_while_the_loop_keeps_crashing(monkeypatch):
+    batcher = WriteBatcher(Sink(), max_delay_s=0.01, retry_delay_s=0.01, close_timeout_s=0.1)
+
+    async def crash() -> bool:
+        raise KeyError("a bug in the loop")
+
+    monkeypatch.setattr(batcher, "_flush_once", crash)
+    batcher.start()
+    await batcher.add(batch(3))
+    with pytest.raises(Unavailable, match="3 metric points could not be written"):
+        await batcher.aclose()
+    assert batcher.stats()["status"] == "failing" and batcher.stats()["pending"] == 3
+    batcher._task.cancel()  # the writer goes on after a failed close; this test stops it

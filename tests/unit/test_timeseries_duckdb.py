@@ -134,3 +134,18 @@ async def test_queries_beside_writers_and_refreshes_stay_exact(store):
     _, answers = await asyncio.gather(writer(), reader())
     assert answers > 0
     assert_same(await store.query(query), pandas_buckets(written, query))
+
+
+async def test_a_write_retried_with_its_token_is_stored_once(store, tmp_path):
+    rng = random.Random(5)
+    first = random_points(rng, 40, T0, timedelta(hours=1))
+    second = random_points(rng, 30, T0, timedelta(hours=1))
+    assert await store.write(first, token="flush-1") == 40
+    assert await store.write(first, token="flush-1") == 40  # the retry: not stored again
+    assert await store.write(second, token="flush-2") == 30
+    assert await store.write(second) == 30  # no token: stored again, as asked
+    written = first + second + second
+    await assert_matches_pandas(store, written, T0, T0 + timedelta(hours=1), "tokens")
+    # Tokens are forgotten after a day, by the clock (refresh's `now` is the policy's time).
+    report = await store.refresh(T0 + timedelta(hours=2))
+    assert report["write_tokens_forgotten"] == 0

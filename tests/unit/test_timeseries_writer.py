@@ -21,7 +21,7 @@ import pytest
 from actors.timeseries import TimeseriesActor
 from akasha_ray import config
 from akasha_ray.errors import Unavailable
-from akasha_ray.timeseries import MetricsQuery, Point, PointBatch
+from akasha_ray.timeseries import MetricsQuery, Point, PointBatch, duckdb_store
 from tests.servers.timeseries_suite import T0, assert_matches_pandas, random_points
 
 SPAN = timedelta(hours=6)
@@ -100,8 +100,9 @@ def tmpfs(tmp_path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-def fill(folder: Path) -> Path:
-    """Fill the file system of `folder` until writes fail with ENOSPC; returns the filler."""
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Fill the file system of `folder` until writes fail with ENOSPC, then free `leave` bytes;
+    returns the filler."""
     filler = folder / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
@@ -115,6 +116,8 @@ def fill(folder: Path) -> Path:
     finally:
         os.close(fd)
     assert os.statvfs(folder).f_bavail == 0
+    if leave:
+        os.truncate(filler, filler.stat().st_size - leave)
     return filler
 
 
@@ -153,6 +156,40 @@ async def test_a_full_disk_keeps_points_until_there_is_room(tmpfs):
         await actor.shutdown()
 
     # Reopened from the file: every accepted point once, none twice.
+    reopened = writer(data)
+    try:
+        await assert_matches_pandas(reopened, written, START, END, "reopened")
+    finally:
+        await reopened.shutdown()
+
+
+async def test_a_checkpoint_that_fails_loses_nothing_and_stores_nothing_twice(tmpfs, monkeypatch):
+    # A checkpoint after every write, and room for a write's WAL but not for a checkpoint: DuckDB
+    # invalidates the database after the commit succeeded. The write stands; the next one reopens.
+    monkeypatch.setattr(duckdb_store, "_CHECKPOINT_WAL_BYTES", 1)
+    data = tmpfs / "data"
+    actor = writer(data, flush_interval_s=0.05)
+    rng = random.Random(64)
+    written: list[Point] = []
+    try:
+        await write(actor, random_points(rng, 300, T0, SPAN), written)
+        await actor.flush()
+        filler = fill(tmpfs, leave=64 << 10)
+        await write(actor, random_points(rng, 50, T0, SPAN), written)
+        await actor.flush()  # committed, then the checkpoint failed
+        health = await actor.health()
+        assert "Failed to create checkpoint" in health["invalidated"], health
+        await assert_matches_pandas(actor, written, START, END, "invalidated")
+        # The next writes reopen the file; they fail while there is no room for their WAL.
+        await write(actor, random_points(rng, 50, T0, SPAN), written)
+        health = await until_status(actor, "failing")
+        assert health["invalidated"] is None and health["pending_points"] == 50, health
+        filler.unlink()
+        await actor.flush()
+        assert (await actor.health())["status"] == "ok"
+        await assert_matches_pandas(actor, written, START, END, "room again")
+    finally:
+        await actor.shutdown()
     reopened = writer(data)
     try:
         await assert_matches_pandas(reopened, written, START, END, "reopened")
