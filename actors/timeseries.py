@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from akasha_ray.config import Settings, from_dict
+from akasha_ray.errors import Unavailable
 from akasha_ray.timeseries import (
     Bucket,
     MetricsQuery,
@@ -49,6 +50,7 @@ class TimeseriesActor:
         self._refresher: asyncio.Task[None] | None = None
         self._refresher_restarts = 0
         self._started = asyncio.Lock()
+        self._stopping = False  # shutdown() runs: no new store, no refresh loop
         self._last_refresh: dict[str, Any] | None = None
         self._last_refresh_error: str | None = None
         self._refresh_failing_since: datetime | None = None
@@ -56,6 +58,8 @@ class TimeseriesActor:
     async def _ready(self) -> tuple[TimeseriesStore, WriteBatcher]:
         # Opened on first use, not in __init__: opening connects and may take seconds.
         async with self._started:
+            if self._stopping:
+                raise Unavailable("the metrics writer is shutting down")
             if self._store is None:
                 store = await open_timeseries_store(
                     self._settings.timeseries, self._settings.data_dir, self._options
@@ -65,6 +69,7 @@ class TimeseriesActor:
                     max_points=self._options.flush_max_points,
                     max_delay_s=self._options.flush_interval_s,
                     max_pending=self._options.max_pending_points,
+                    close_timeout_s=self._options.shutdown_timeout_s,
                 )
                 batcher.start()
                 self._store, self._batcher = store, batcher
@@ -130,25 +135,30 @@ class TimeseriesActor:
         if self._store is None or self._batcher is None:
             return {"flushed": 0}
         store, batcher = self._store, self._batcher
+        self._stopping = True
         refresher, self._refresher = self._refresher, None
-        self._store = None  # stops the refresh loop from being restarted meanwhile
         if refresher is not None:
             refresher.cancel()
         try:
             await batcher.aclose()
         except BaseException:
-            self._store = store
+            self._stopping = False
             self._supervise_refresher()
             raise
-        await store.close()
-        self._batcher = None
+        try:
+            await store.close()
+        finally:
+            self._store, self._batcher = None, None
+            self._stopping = False  # a later call opens the store again
         return batcher.stats()
 
     # -- the refresh loop -----------------------------------------------------------------------
 
     def _supervise_refresher(self) -> None:
         """Start the refresh loop, or start it again if it died."""
-        if self._store is None or (self._refresher is not None and not self._refresher.done()):
+        if self._store is None or self._stopping:
+            return
+        if self._refresher is not None and not self._refresher.done():
             return
         if self._refresher is not None:
             self._refresher_restarts += 1
@@ -167,7 +177,7 @@ class TimeseriesActor:
         while True:
             await asyncio.sleep(interval)
             store = self._store
-            if store is None:
+            if store is None or self._stopping:
                 return
             try:
                 self._last_refresh = await store.refresh()

@@ -52,6 +52,12 @@ class TimeseriesOptions(BaseModel):
         ge=1,
         description="Writes get 503 while this many points wait (the store is failing or slow).",
     )
+    shutdown_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="How long a clean stop retries a failing store before it says what is left.",
+    )
     pool_min_size: int = Field(1, ge=1, description="asyncpg pool size (PostgreSQL backends).")
     pool_max_size: int = Field(
         4, ge=1, description="asyncpg pool size; 1 for a server with one session, like PGlite."

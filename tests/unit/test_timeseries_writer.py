@@ -123,7 +123,7 @@ def fill(folder: Path, leave: int = 0) -> Path:
 
 async def test_a_full_disk_keeps_points_until_there_is_room(tmpfs):
     data = tmpfs / "data"
-    actor = writer(data, flush_interval_s=0.05, max_pending_points=2_000)
+    actor = writer(data, flush_interval_s=0.05, max_pending_points=2_000, shutdown_timeout_s=0.2)
     rng = random.Random(28)
     written: list[Point] = []
     try:
@@ -145,6 +145,10 @@ async def test_a_full_disk_keeps_points_until_there_is_room(tmpfs):
         with pytest.raises(Unavailable, match="No space left on device") as refused:
             await actor.write(PointBatch.from_points(random_points(rng, 301, T0, SPAN)))
         assert "retry later" in refused.value.message  # beyond max_pending_points: 503
+        # A clean stop cannot save them: it says so, and the writer keeps them and goes on.
+        with pytest.raises(Unavailable, match="1700 metric points could not be written"):
+            await actor.shutdown()
+        assert (await actor.health())["pending_points"] == 1_700
 
         filler.unlink()
         await actor.flush()  # retried now, not after the backoff
