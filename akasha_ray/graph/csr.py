@@ -178,8 +178,8 @@ class PathSearch(NamedTuple):
 
 
 class Levels(NamedTuple):
-    """Nodes reached, their depths, the edges crossed; `truncated` when the cap stopped the
-    search before `depth` (the levels reached are whole)."""
+    """Nodes reached (in level order), their depths, the edges crossed (an edge may repeat);
+    `truncated` when the cap stopped the search before `depth` (the levels reached are whole)."""
 
     nodes: np.ndarray
     depths: np.ndarray
@@ -518,7 +518,7 @@ class Adjacency:
         return Levels(
             np.concatenate(reached_nodes),
             np.concatenate(reached_depths),
-            np.unique(np.concatenate(crossed)),
+            np.concatenate(crossed),
             truncated,
         )
 

@@ -136,7 +136,14 @@ FALKORDB_LIST_INDEXES = "CALL db.indexes() YIELD label, properties RETURN label,
 DETECT_FALKORDB = "CALL dbms.procedures() YIELD name RETURN collect(name) AS names"
 
 # The graph before ownership becomes shared (ids kept: a shared relationship's id derives as
-# before); its memory mentions named no system, so they go (re-ingest links again).
+# before); its memory mentions named no system, so they go (re-ingest links again). A marker node
+# (no :Entity, so no traversal or count sees it) says it was done, so a start scans nothing.
+SCHEMA_VERSION = 2
+GET_SCHEMA_VERSION = "MATCH (s:AkashaGraphSchema) RETURN s.version AS version"
+SET_SCHEMA_VERSION = (
+    "MERGE (s:AkashaGraphSchema {name: 'akasha'}) SET s.version = $version",
+    {"version": SCHEMA_VERSION},
+)
 LEGACY = (
     (
         "MATCH (e:Entity) WHERE e.key IS NULL "

@@ -480,16 +480,7 @@ class EmbeddedGraph:
         adjacency = self._fresh()
         center = self._resolve(entity_id, system_id, "id")
         found = adjacency.levels(center, depth, flt, self.max_frontier)
-        ranked = sorted(
-            zip(
-                found.depths.tolist(),
-                (self._ids[n] for n in found.nodes),
-                found.nodes.tolist(),
-                strict=True,
-            ),
-            key=_nearest_first,
-        )
-        kept = ranked[:limit]
+        kept = self._nearest(found.nodes, found.depths, limit)
         entities = self._entities([node for _, node, _ in kept])
         kept_nodes = np.asarray([center] + [n for _, _, n in kept], np.int64)
         cols = adjacency.columns(found.edges)
@@ -498,10 +489,29 @@ class EmbeddedGraph:
             center=entity_id,
             neighbors=[Neighbor.model_construct(entity=entities[e], depth=d) for d, e, _ in kept],
             relationships=sorted(
-                self._relationships(adjacency, found.edges[inside]), key=lambda r: r.id
+                self._relationships(adjacency, np.unique(found.edges[inside])),
+                key=lambda r: r.id,
             ),
-            truncated=len(ranked) > limit or found.truncated,
+            truncated=found.nodes.size > limit or found.truncated,
         )
+
+    def _nearest(
+        self, nodes: np.ndarray, depths: np.ndarray, limit: int
+    ) -> list[tuple[int, str, int]]:
+        """The first `limit` of (depth, node key, number), by depth then node key. Levels come
+        in order, so only the levels up to the limit are sorted, each in numpy: a capped
+        search may still reach ~100,000 nodes, and a Python sort of those took 0.4 s here."""
+        kept: list[tuple[int, str, int]] = []
+        for level in np.unique(depths).tolist():
+            numbers = nodes[depths == level]
+            keys = np.array([self._ids[n] for n in numbers.tolist()])
+            take = np.argsort(keys, kind="stable")[: limit - len(kept)]
+            kept += zip(
+                [level] * take.size, keys[take].tolist(), numbers[take].tolist(), strict=True
+            )
+            if len(kept) >= limit:
+                break
+        return kept
 
     def _entities(self, nodes: list[str]) -> dict[str, Entity]:
         """Entities by node key, in the order of `nodes` (those that exist)."""
@@ -563,11 +573,6 @@ class EmbeddedGraph:
 
     def close(self) -> None:
         self._con.close()
-
-
-def _nearest_first(item: tuple[Any, ...]) -> tuple[int, str, str]:
-    """(depth, node key, ...) ranked by depth, then id, then owner (as the Neo4j store does)."""
-    return item[0], split_node(item[1])[1], item[1]
 
 
 def _entity(row: tuple[Any, ...]) -> Entity:

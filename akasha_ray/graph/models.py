@@ -178,9 +178,9 @@ class Neighbor(Strict):
 
 
 class Neighborhood(Strict):
-    """Entities within `depth` hops, nearest first (ties by id), and the relationships between
-    them that the search crossed: each joins two returned entities (or the centre) and has at
-    least one end nearer than `depth`."""
+    """Entities within `depth` hops, nearest first (ties by owner, shared first, then by id), and
+    the relationships between them that the search crossed: each joins two returned entities
+    (or the centre) and has at least one end nearer than `depth`."""
 
     center: str
     neighbors: list[Neighbor]

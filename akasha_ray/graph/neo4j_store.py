@@ -178,7 +178,9 @@ class Neo4jGraphStore:
             for key, statement in cypher.FALKORDB_INDEXES.items():
                 if key not in present:
                     await self._write(statement)
-        await self._transaction(list(cypher.LEGACY), write=True)
+        versions = [row["version"] for row in await self._read(cypher.GET_SCHEMA_VERSION)]
+        if max(versions, default=0) < cypher.SCHEMA_VERSION:
+            await self._transaction([*cypher.LEGACY, cypher.SET_SCHEMA_VERSION], write=True)
 
     async def _entity_rows(self, keys: Sequence[str]) -> Rows:
         rows: Rows = []
@@ -484,11 +486,8 @@ class Neo4jGraphStore:
             if len(dist) - 1 > self.max_frontier and level < depth:
                 stopped = True
                 break
-        # Nearest first, then by id, then owner (as the embedded store ranks them).
-        ranked = sorted(
-            ((d, node) for node, d in dist.items() if d > 0),
-            key=lambda item: (item[0], split_node(item[1])[1], item[1]),
-        )
+        # Nearest first, then by node key (owner, then id), as the embedded store ranks them.
+        ranked = sorted((d, node) for node, d in dist.items() if d > 0)
         kept = ranked[:limit]
         kept_keys = {center} | {node for _, node in kept}
         rows = await self._entity_rows([node for _, node in kept])

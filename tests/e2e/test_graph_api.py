@@ -282,7 +282,8 @@ def test_shared_entities_and_paths_through_another_system(http, as_key):
     assert [n["entity"]["id"] for n in hood["neighbors"]] == ["a:one"]
     assert hood["truncated"] is False
     hood = http.get("/v1/graph/entities/hub:x/neighbors", params={"depth": 2}).json()
-    assert [n["entity"]["id"] for n in hood["neighbors"]] == ["a:one", "hub:y", "a:two"]
+    # Nearest first; ties by owner (shared first), then id.
+    assert [n["entity"]["id"] for n in hood["neighbors"]] == ["hub:y", "a:one", "a:two"]
     # gb sees its bridge, not ga's entities behind it.
     hood = gb.get("/v1/graph/entities/hub:x/neighbors", params={"depth": 3}).json()
     assert [n["entity"]["id"] for n in hood["neighbors"]] == ["hub:y"]

@@ -17,6 +17,7 @@ from akasha_ray.errors import InvalidInput
 from akasha_ray.graph import Entity, open_graph_store
 from akasha_ray.graph.cypher import Dialect
 from akasha_ray.graph.duckdb_store import DuckDBGraphStore
+from akasha_ray.graph.models import relationship_id
 from akasha_ray.graph.neo4j_store import Neo4jGraphStore
 from tests.servers.falkordb import falkordb_server
 from tests.servers.graph_suite import (
@@ -111,3 +112,33 @@ async def test_falkordb_refuses_rows_it_cannot_take(store):
     assert (len(page), cursor) == (301, None)
     hood = await store.neighbors("e0000")
     assert hood.neighbors == []
+
+
+async def test_falkordb_graph_from_before_ownership_becomes_shared(bolt_driver):
+    """Nodes and relationships written before ownership get the shared owner (relationship ids
+    unchanged); memory mentions without a memory key are dropped."""
+    knows = relationship_id("old:a", "KNOWS", "old:b", None)
+
+    async def legacy(tx: AsyncManagedTransaction) -> None:
+        await (await tx.run("MATCH (n) DETACH DELETE n")).consume()
+        await (
+            await tx.run(
+                "CREATE (a:Entity {id: 'old:a', type: 'T', properties: ''}), "
+                "(b:Entity {id: 'old:b', type: 'T', properties: ''}), "
+                "(a)-[:KNOWS {id: $id, properties: '', created_at: 0}]->(b), "
+                "(:MemoryMention {memory_id: 'm-1', entity_id: 'old:a'})",
+                {"id": knows},
+            )
+        ).consume()
+
+    async with bolt_driver.session(database=DATABASE) as session:
+        await session.execute_write(legacy)
+    store = await Neo4jGraphStore.attach(bolt_driver, database=DATABASE)
+    try:
+        assert await store.get_entity("old:a", "sys") == Entity(id="old:a", type="T")
+        found = await store.shortest_path("old:a", "old:b", visible=["sys"])
+        assert [(r.id, r.system_id) for r in found.relationships] == [(knows, None)]
+        stats = await store.stats()
+        assert (stats.entities, stats.relationships, stats.memory_links) == (2, 1, 0)
+    finally:
+        await store.close()

@@ -8,6 +8,7 @@ import asyncio
 import random
 from datetime import timedelta
 
+import duckdb
 import pytest
 
 from actors.graph import GraphActor
@@ -15,6 +16,7 @@ from akasha_ray.config import GraphConfig
 from akasha_ray.errors import ConfigError
 from akasha_ray.graph import Entity, Relationship, open_graph_store
 from akasha_ray.graph.duckdb_store import DuckDBGraphStore
+from akasha_ray.graph.models import relationship_id
 from tests.servers.graph_suite import (
     ACME,
     ADA,
@@ -144,3 +146,50 @@ async def test_factory_and_actor(tmp_path):
         "place:paris",
     ]
     await actor.close()
+
+
+async def test_a_graph_from_before_ownership_becomes_shared(tmp_path):
+    """Tables of the graph before ownership are moved once: entities and relationships become
+    shared (relationship ids unchanged), memory links (which named no system) are dropped."""
+    path = tmp_path / "graph.duckdb"
+    knows = relationship_id(ADA, "KNOWS", DEE, None)
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE graph_entities (key UBIGINT, id VARCHAR, type VARCHAR, properties VARCHAR)"
+    )
+    con.execute(
+        "CREATE TABLE graph_relationships (key UBIGINT, id VARCHAR, source VARCHAR, "
+        "target VARCHAR, type VARCHAR, properties VARCHAR, created_at TIMESTAMPTZ, "
+        "valid_from TIMESTAMPTZ, valid_to TIMESTAMPTZ)"
+    )
+    con.execute(
+        "CREATE TABLE graph_entity_memories "
+        "(entity_key UBIGINT, entity_id VARCHAR, memory_id VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO graph_entities VALUES (1, ?, 'Person', '{\"n\":1}'), (2, ?, 'Person', '{}')",
+        [ADA, DEE],
+    )
+    con.execute(
+        "INSERT INTO graph_relationships VALUES (3, ?, ?, ?, 'KNOWS', '{}', ?, NULL, NULL)",
+        [knows, ADA, DEE, T0],
+    )
+    con.execute("INSERT INTO graph_entity_memories VALUES (1, ?, 'm-1')", [ADA])
+    con.close()
+
+    store = await DuckDBGraphStore.open(path)
+    try:
+        assert await store.get_entity(ADA) == Entity(id=ADA, type="Person", properties={"n": 1})
+        assert await store.get_entity(ADA, "any-system") == await store.get_entity(ADA)
+        path_ = await store.shortest_path(ADA, DEE, visible=["a"])
+        assert [r.id for r in path_.relationships] == [knows]
+        assert path_.relationships[0].system_id is None
+        stats = await store.stats()
+        assert (stats.entities, stats.relationships, stats.memory_links) == (2, 1, 0)
+    finally:
+        await store.close()
+    con = duckdb.connect(str(path))
+    listed = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    tables = {row[0] for row in listed}
+    con.close()
+    assert "graph_entities" not in tables and "graph_nodes" in tables
