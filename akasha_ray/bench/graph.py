@@ -27,7 +27,7 @@ import numpy as np
 from akasha_ray.bench.stats import machine, ratio, summarize, timed
 from akasha_ray.graph import graph_file
 from akasha_ray.graph.duckdb_store import DuckDBGraphStore
-from akasha_ray.graph.models import Entity, Relationship
+from akasha_ray.graph.models import DEFAULT_MAX_FRONTIER, Entity, Relationship
 
 BATCH = 100_000
 
@@ -41,6 +41,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--neighbor-queries", type=int, default=200)
     parser.add_argument("--writes", type=int, default=200, help="write-then-path rounds")
     parser.add_argument("--max-hops", type=int, default=5)
+    parser.add_argument(
+        "--max-frontier", type=int, default=DEFAULT_MAX_FRONTIER, help="the traversal cap"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp folder")
     parser.add_argument("--http-queries", type=int, default=300, help="path queries over HTTP")
@@ -160,9 +163,11 @@ async def _neighbors(
     store: DuckDBGraphStore, graph: nx.Graph, centers: list[str]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for depth in (1, 2):
+    # Depth 5 reaches most of a random graph: bounded by the store's frontier cap, it says
+    # `truncated` and is not compared for counts.
+    for depth in (1, 2, 5):
         ours, theirs, sizes = [], [], []
-        disagree = 0
+        disagree = truncated = 0
         for center in centers:
             t0 = time.perf_counter()
             hood = await store.neighbors(center, depth=depth, limit=10_000)
@@ -171,6 +176,7 @@ async def _neighbors(
             peer = nx.single_source_shortest_path_length(graph, center, cutoff=depth)
             theirs.append(time.perf_counter() - t0)
             disagree += len(hood.neighbors) != len(peer) - 1 and not hood.truncated
+            truncated += hood.truncated
             sizes.append(len(hood.neighbors))
         store_summary, nx_summary = summarize(ours), summarize(theirs)
         out[f"depth_{depth}"] = {
@@ -179,6 +185,8 @@ async def _neighbors(
             "ratio_p95": ratio(store_summary["p95_ms"], nx_summary["p95_ms"]),
             "mean_neighbors": round(float(np.mean(sizes)), 1),
             "count_disagreements": disagree,
+            "truncated": truncated,
+            "max_frontier": store.max_frontier,
             "note": "store returns entities and relationships; networkx node distances only",
         }
     return out
@@ -221,7 +229,7 @@ async def _run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "type": rng.integers(0, args.types, args.relationships),
     }
     _log(f"{args.entities:,} entities, {args.relationships:,} relationships in {data_dir}")
-    store = await DuckDBGraphStore.open(graph_file(data_dir))
+    store = await DuckDBGraphStore.open(graph_file(data_dir), args.max_frontier)
     try:
         load = await _load(store, ids, edges, types)
         _log(f"load: {load}")
