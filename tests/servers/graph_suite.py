@@ -485,6 +485,20 @@ async def scenario_ownership(store: GraphStore) -> None:
     with pytest.raises(InvalidInput):
         await store.neighbors(PARIS, visible="a")
 
+    # a's relationship to the shared rome, sent again once a has a rome of its own, moves there
+    # (the same id: no second copy).
+    rome = "place:rome"
+    await store.upsert_entities([Entity(id=rome, type="Place")])
+    visits = Relationship(source=ALICE, target=rome, type="VISITS", system_id="a")
+    await store.upsert_relationships([visits])
+    before = (await store.stats()).relationships
+    await store.upsert_entities([Entity(id=rome, type="Place", system_id="a")])
+    await store.upsert_relationships([visits])
+    assert (await store.stats()).relationships == before
+    assert (await store.neighbors(rome)).neighbors == []  # the shared rome
+    hood = await store.neighbors(rome, system_id="a")
+    assert [(n.entity.id, n.entity.system_id) for n in hood.neighbors] == [(ALICE, "a")]
+
 
 async def scenario_path_through_another_system(store: GraphStore) -> None:
     """a:one - x (a's), x - y (b's), y - a:two (a's): a's key finds no path from one to two; the
