@@ -97,7 +97,7 @@ def connect(
     _join(head["address"], settings, ours=True)
     say(
         f"Started a local Ray head at {head['address']}: listening on 127.0.0.1 only, token "
-        f"authentication on (token: {head['token']}), dashboard {head['dashboard_url']}."
+        f"authentication on (token: {head['token_from']}), dashboard {head['dashboard_url']}."
     )
     return head["address"]
 
@@ -144,7 +144,13 @@ def _join(address: str, settings: Settings, *, ours: bool = False) -> None:
     # As `ray.init("auto")` does: a local cluster gets the token when one is at hand.
     if ours or (os.environ.get(ray_internals.AUTH_MODE_ENV) is None and _token_at_hand()):
         ray_internals.token_auth_on()
-    ray.init(address=address, namespace=settings.namespace, log_to_driver=False)
+    try:
+        ray.init(address=address, namespace=settings.namespace, log_to_driver=False)
+    except ConnectionError as exc:  # it answers but refuses us: most often the token
+        raise Unavailable(
+            f"the Ray cluster at {address} answers but would not let this process join ({exc}); "
+            f"if it wants a token, give it as RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
+        ) from exc
 
 
 def _token_at_hand() -> bool:
@@ -231,7 +237,7 @@ def _start_head(settings: Settings) -> dict[str, Any]:
         "head_id": head_id,
         "address": f"127.0.0.1:{ports['port']}",
         "dashboard_url": f"http://127.0.0.1:{ports['dashboard-port']}",
-        "token": token,
+        "token_from": token,
     }
     private_dir(settings.data_dir)
     write_private(settings.data_dir / MARKER, json.dumps(head))
