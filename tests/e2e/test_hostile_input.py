@@ -11,6 +11,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 BELOW_YEAR_1 = "0001-01-01T00:00:00+01:00"  # the offset moves it below year 1 in UTC
+OWNER = {"system_id": "hostile-bot"}  # a memory is (system_id, id): the admin names the system
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,7 @@ def test_deep_nesting_is_422_and_nothing_is_stored(http):
     response = http.post("/v1/memories", json={"memories": [_memory(id="deep-1", metadata=deep)]})
     (loc,) = _locs(response)
     assert loc[:5] == ["body", "memories", 0, "metadata", "a"]
-    assert http.get("/v1/memories/deep-1").status_code == 404
+    assert http.get("/v1/memories/deep-1", params=OWNER).status_code == 404
     # Deeper than Python's json can even decode: still a 422, not a 400 or a 500.
     text = '{"memories": ' + "[" * 5000 + "]" * 5000 + "}"
     assert _locs(_raw(http, "POST", "/v1/memories", text)) == [["body"]]
@@ -147,5 +148,5 @@ def test_clean_unicode_and_nesting_round_trip(http):
     metadata = {"lang": "pt", "emoji": "\U0001f600 ção", "deep": {"a": {"b": [1, 2.5, None]}}}
     response = http.post("/v1/memories", json={"memories": [_memory(id="ok-1", metadata=metadata)]})
     assert response.status_code == 201, response.text
-    stored = http.get("/v1/memories/ok-1")
+    stored = http.get("/v1/memories/ok-1", params=OWNER)
     assert stored.status_code == 200 and stored.json()["metadata"] == metadata
