@@ -78,6 +78,12 @@ class MigratorActor:
             self._last["moved"] = moved
             return {"hot_window": self._window.to_json(), "moved": moved}
 
+    async def recover(self) -> dict[str, Any]:
+        """Finish the batches a pass left open when it died (`akasha up` asks, so that after a
+        crash every memory is in one tier again), and move nothing else."""
+        async with self._passing:
+            return await move_aged(self._settings, 5000, self._window.days, max_batches=0)
+
     async def _every(self, seconds: float) -> None:
         while True:
             await asyncio.sleep(seconds)
@@ -126,8 +132,11 @@ class MigratorActor:
             await asyncio.sleep(left)
 
 
-async def move_aged(settings: config.Settings, batch_size: int, hot_days: float) -> dict[str, Any]:
-    """Every hop, with the hot window `hot_days`; returns counts per hop."""
+async def move_aged(
+    settings: config.Settings, batch_size: int, hot_days: float, max_batches: int | None = None
+) -> dict[str, Any]:
+    """Every hop, with the hot window `hot_days` (each hop first finishes the batches its ledger
+    holds open; `max_batches=0` does only that); returns counts per hop."""
     # A search reading both tiers of a moving batch sees it in one at least (akasha_ray.migration).
     linger_s = settings.serve.request_timeout_s
     now = now_utc()
@@ -137,7 +146,12 @@ async def move_aged(settings: config.Settings, batch_size: int, hot_days: float)
     ledgers = settings.data_dir / "migration"
     report: dict[str, Any] = {}
     hot_cutoff = now - timedelta(days=hot_days)
-    options = {"batch_size": batch_size, "linger_s": linger_s, "graveyard": graveyard}
+    options = {
+        "batch_size": batch_size,
+        "linger_s": linger_s,
+        "graveyard": graveyard,
+        "max_batches": max_batches,
+    }
     for index, shard in enumerate(peers.shards):
         name = hot_actor_name(index)
         ledger = Ledger(ledgers / f"{name}-to-warm.jsonl")
