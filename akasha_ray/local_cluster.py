@@ -47,6 +47,7 @@ STOP_GRACE_S = 10.0
 # Ray's docs), else any free one: another Ray on the machine must not stop `akasha up`.
 DEFAULT_PORTS = {"port": 6379, "dashboard-port": 8265, "ray-client-server-port": 10001}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PRIVATE_FILES_HOOK = "akasha_ray.private_files.restrict_umask"
 
 
 class NoCluster(Unavailable, ConnectionError):
@@ -74,7 +75,7 @@ def connect(
             raise NoCluster(
                 f"the Ray cluster at {explicit} does not answer within {PROBE_TIMEOUT_S:g} s"
             )
-        ray.init(address=explicit, namespace=settings.namespace, log_to_driver=False)
+        _init(explicit, settings)
         return explicit
     os.environ.pop("RAY_ADDRESS", None)  # "auto" would let Ray pick any cluster it finds
     recorded = recorded_address()
@@ -145,12 +146,24 @@ def _join(address: str, settings: Settings, *, ours: bool = False) -> None:
     if ours or (os.environ.get(ray_internals.AUTH_MODE_ENV) is None and _token_at_hand()):
         ray_internals.token_auth_on()
     try:
-        ray.init(address=address, namespace=settings.namespace, log_to_driver=False)
+        _init(address, settings)
     except ConnectionError as exc:  # it answers but refuses us: most often the token
         raise Unavailable(
             f"the Ray cluster at {address} answers but would not let this process join ({exc}); "
             f"if it wants a token, give it as RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
         ) from exc
+
+
+def _init(address: str, settings: Settings) -> None:
+    # Every worker of this job (its actors, the Serve replicas it deploys and the actors they
+    # create inherit the job's runtime env) writes 0600 files, also on a cluster Akasha did not
+    # start and whose umask it does not control.
+    ray.init(
+        address=address,
+        namespace=settings.namespace,
+        log_to_driver=False,
+        runtime_env={"worker_process_setup_hook": PRIVATE_FILES_HOOK},
+    )
 
 
 def _token_at_hand() -> bool:
