@@ -78,22 +78,27 @@ def connect(
         _init(explicit, settings)
         return explicit
     os.environ.pop("RAY_ADDRESS", None)  # "auto" would let Ray pick any cluster it finds
+    ours = read_marker(settings) or {}
     recorded = recorded_address()
-    if recorded is not None:
-        if gcs_answers(recorded):
-            _join(recorded, settings)
-            say(f"Joined the running Ray cluster at {recorded}.")
-            return recorded
-        stale = (
-            f"the Ray cluster recorded in {ray_internals.address_file()} ({recorded}) "
-            f"does not answer within {PROBE_TIMEOUT_S:g} s"
-        )
-        if not start:
-            raise NoCluster(f"no Ray cluster is running: {stale}")
+    candidates = [(recorded, f"recorded in {ray_internals.address_file()}")] if recorded else []
+    if ours.get("address") and ours["address"] != recorded:
+        candidates.append((ours["address"], "the head `akasha up` started for this data dir"))
+    dead = []
+    for address, source in candidates:
+        if gcs_answers(address):
+            _join(address, settings, ours=address == ours.get("address"))
+            say(f"Joined the running Ray cluster at {address} ({source}).")
+            return address
+        dead.append(f"the Ray cluster {source} ({address})")
+    stale = f"{' and '.join(dead)} does not answer within {PROBE_TIMEOUT_S:g} s" if dead else ""
+    if not start:
+        raise NoCluster("no Ray cluster is running" + (f": {stale}" if stale else ""))
+    if stale:
         say(f"Starting a new Ray head: {stale} (it is gone).")
+    if recorded:
         ray_internals.address_file().unlink(missing_ok=True)
-    elif not start:
-        raise NoCluster("no Ray cluster is running")
+    if "head_id" in ours:  # what is left of our dead head (workers, agents) may hold files open
+        stop_head(ours["head_id"])
     head = _start_head(settings)
     _join(head["address"], settings, ours=True)
     say(

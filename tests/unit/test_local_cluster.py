@@ -3,6 +3,7 @@ stops, the token file, private data files."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -172,3 +173,32 @@ def test_write_private_never_follows_a_symlink(tmp_path):
     assert target.read_text() == "keep"
     private_files.write_private(tmp_path / "plain", "y")
     assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o600
+
+
+def test_a_dead_head_of_ours_is_named_and_its_leftovers_stopped_before_a_new_start(
+    ray_tmp, tmp_path, monkeypatch
+):
+    data_dir = tmp_path / "data"
+    private_files.private_dir(data_dir)
+    dead = f"127.0.0.1:{_closed_port()}"
+    marker = {"started_by": "akasha up", "head_id": "old-head", "address": dead}
+    private_files.write_private(data_dir / local_cluster.MARKER, json.dumps(marker))
+    settings = config.load(data_dir=data_dir)
+    with pytest.raises(local_cluster.NoCluster, match="started for this data dir"):
+        local_cluster.connect(settings, start=False)
+
+    leftover = _sleeper("old-head")  # e.g. a worker that outlived its raylet, holding a file
+
+    def stop_here(_settings):
+        raise RuntimeError("a new head would start now")
+
+    monkeypatch.setattr(local_cluster, "_start_head", stop_here)
+    said: list[str] = []
+    try:
+        with pytest.raises(RuntimeError, match="a new head would start now"):
+            local_cluster.connect(settings, say=said.append)
+        assert leftover.wait(15) is not None
+    finally:
+        leftover.kill()
+        leftover.wait()
+    assert said and "does not answer" in said[0] and dead in said[0]
