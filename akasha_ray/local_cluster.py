@@ -266,7 +266,10 @@ def head_pids(head_id: str) -> list[int]:
     """Every process of the head `akasha up` started as `head_id` (Linux: /proc)."""
     needle = f"{HEAD_ID_ENV}={head_id}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: nothing to find, so `down` leaves the head running
+        return []
+    for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
