@@ -88,6 +88,10 @@ class EmbeddedGraph:
         self._path = path
         self.max_frontier = check_bounded_int(max_frontier, 1, 2**31 - 1, "max_frontier")
         self._con = duckdb.connect(str(path))
+        # A join against a registered Arrow batch pushes "key = a OR key = b" filters into the
+        # Arrow scan, and pyarrow cannot take a UBIGINT key >= 2**63 as an int64 literal
+        # (OverflowError, a 503 on re-upserting two such entities). Found by tests/e2e/test_fuzz.py.
+        self._con.execute("SET dynamic_or_filter_threshold = 0")
         for statement in sql.SCHEMA:
             self._con.execute(statement)
         self._migrate_legacy()

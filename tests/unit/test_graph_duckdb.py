@@ -193,3 +193,16 @@ async def test_a_graph_from_before_ownership_becomes_shared(tmp_path):
     tables = {row[0] for row in listed}
     con.close()
     assert "graph_entities" not in tables and "graph_nodes" in tables
+
+
+async def test_upserting_again_entities_whose_keys_need_64_bits(store):
+    """Found by tests/e2e/test_fuzz.py: DuckDB pushed `key = a OR key = b` into the scan of the
+    registered Arrow batch, and pyarrow refused a UBIGINT key >= 2**63 as an int64 literal."""
+    from akasha_ray.graph.embedded import entity_key
+    from akasha_ray.graph.models import node_key
+
+    ids = [i for i in (f"e{n}" for n in range(100)) if entity_key(node_key(None, i)) >= 2**63]
+    for count in (2, 3, 20):
+        entities = [Entity(id=i, type="T") for i in ids[:count]]
+        assert await store.upsert_entities(entities) == count
+        assert await store.upsert_entities(entities) == count  # replaces: DELETE ... USING batch
