@@ -47,7 +47,7 @@ STOP_GRACE_S = 10.0
 # Ray's docs), else any free one: another Ray on the machine must not stop `akasha up`.
 DEFAULT_PORTS = {"port": 6379, "dashboard-port": 8265, "ray-client-server-port": 10001}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-PRIVATE_FILES_HOOK = "akasha_ray.private_files.restrict_umask"
+WORKER_SETUP_HOOK = "akasha_ray.ray_internals.worker_setup"
 
 
 class NoCluster(Unavailable, ConnectionError):
@@ -167,7 +167,7 @@ def _init(address: str, settings: Settings) -> None:
         address=address,
         namespace=settings.namespace,
         log_to_driver=False,
-        runtime_env={"worker_process_setup_hook": PRIVATE_FILES_HOOK},
+        runtime_env={"worker_process_setup_hook": WORKER_SETUP_HOOK},
     )
 
 

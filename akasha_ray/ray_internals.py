@@ -53,3 +53,33 @@ def token_auth_on() -> None:
 
 def default_token_path() -> Path:
     return Path.home() / ".ray" / "auth_token"
+
+
+def worker_setup() -> None:
+    """Ray's `worker_process_setup_hook` for Akasha's job: runs first in every worker it uses."""
+    from akasha_ray.private_files import restrict_umask
+
+    restrict_umask()
+    if os.environ.get(SINGLE_MACHINE_ENV) == "0":  # a head `akasha up` started: loopback only
+        _serve_replica_grpc_on_loopback()
+
+
+def _serve_replica_grpc_on_loopback() -> None:
+    """Ray Serve 2.60 binds each replica's inter-deployment gRPC server to "[::]:0", whatever the
+    node address (serve/_private/replica.py). On a single-machine head, bind it to 127.0.0.1: the
+    replica module imports the helper by name when first loaded, after this hook has run."""
+    try:
+        from ray._common import tls_utils
+    except ImportError:
+        return
+    original = getattr(tls_utils, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "_akasha_loopback", False):
+        return
+
+    def add_port_to_grpc_server(server, address: str):
+        if address.startswith("[::]:") or address.startswith("0.0.0.0:"):
+            address = "127.0.0.1:" + address.rsplit(":", 1)[1]
+        return original(server, address)
+
+    add_port_to_grpc_server._akasha_loopback = True  # type: ignore[attr-defined]
+    tls_utils.add_port_to_grpc_server = add_port_to_grpc_server

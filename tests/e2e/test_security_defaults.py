@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 
@@ -160,17 +159,7 @@ def _is_loopback(address: str) -> bool:
     return address in {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
-def _grpc_code_without_token(port: int) -> grpc.StatusCode:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary("/ray.serve.ASGIService/HandleRequest")
-        try:
-            call(b"", timeout=30)
-        except grpc.RpcError as exc:
-            return exc.code()
-    return grpc.StatusCode.OK
-
-
-def test_every_server_of_the_head_listens_on_loopback_or_wants_the_token(head):
+def test_every_server_of_the_head_listens_on_loopback_only(head):
     pids = local_cluster.head_pids(head["head_id"])
     assert len(pids) >= 4  # gcs_server, raylet, dashboard, workers...
     listening = _listening(pids)
@@ -179,16 +168,13 @@ def test_every_server_of_the_head_listens_on_loopback_or_wants_the_token(head):
     dashboard_port = int(head["dashboard_url"].rsplit(":", 1)[1])
     assert {gcs_port, dashboard_port, head["port"]} <= ports, listening
     outside = [
-        (pid, address, port) for pid, address, port in listening if not _is_loopback(address)
+        (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(), address, port)
+        for pid, address, port in listening
+        if not _is_loopback(address)
     ]
-    for pid, address, port in outside:
-        # Ray Serve 2.60 binds each replica's inter-deployment gRPC server to [::] (hard-coded in
-        # serve/_private/replica.py); with token auth on it refuses a call without the token.
-        name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        assert name.startswith("ray::ServeReplica"), (name, address, port)
-        assert _grpc_code_without_token(port) == grpc.StatusCode.UNAUTHENTICATED
-    ray_core = {gcs_port, dashboard_port}
-    assert all(_is_loopback(a) for _, a, p in listening if p in ray_core)
+    # Serve replicas' inter-deployment gRPC servers included (Ray binds them to [::]; Akasha's
+    # worker setup hook rebinds them to 127.0.0.1 on a head it started).
+    assert outside == []
 
 
 def _ray_client(head, **env: str) -> subprocess.Popen:
