@@ -202,3 +202,48 @@ def test_a_dead_head_of_ours_is_named_and_its_leftovers_stopped_before_a_new_sta
         leftover.kill()
         leftover.wait()
     assert said and "does not answer" in said[0] and dead in said[0]
+
+
+WORKER_SETUP_PROBE = """
+import os, socket, grpc
+from concurrent import futures
+from akasha_ray import ray_internals
+ray_internals.worker_setup()
+from ray._common.tls_utils import add_port_to_grpc_server  # as serve's replica.py imports it
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+port = add_port_to_grpc_server(server, "[::]:0")
+server.start()
+open("made", "w").close()
+print(oct(os.stat("made").st_mode & 0o777), port)
+tables = [open(f"/proc/net/{t}").read().splitlines()[1:] for t in ("tcp", "tcp6")]
+for line in tables[0] + tables[1]:
+    local, state = line.split()[1], line.split()[3]
+    if state == "0A" and int(local.split(":")[1], 16) == port:
+        print("LISTEN", local.split(":")[0])
+server.stop(None)
+"""
+
+
+@pytest.mark.parametrize("single_machine", [True, False])
+def test_worker_setup_hook_makes_files_private_and_replica_grpc_loopback(tmp_path, single_machine):
+    env = {k: v for k, v in os.environ.items() if k != ray_internals.SINGLE_MACHINE_ENV}
+    if single_machine:
+        env[ray_internals.SINGLE_MACHINE_ENV] = "0"
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_SETUP_PROBE],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("0o600 ")
+    listening = [line.split()[1] for line in lines[1:] if line.startswith("LISTEN")]
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::ffff:127.0.0.1
+    assert listening
+    if single_machine:
+        assert set(listening) <= loopback
+    else:  # Ray's own choice, untouched on a cluster Akasha did not start: [::]
+        assert not set(listening) <= loopback
