@@ -2,11 +2,12 @@
 an exact vector peer (numpy over the same embeddings) and a plain BM25 peer (rank_bm25) in the
 same run.
 
-    python -m akasha_ray.bench recall [--tiers hot,cold] [--conversations 26,30] [--turns N]
+    python -m akasha_ray.bench recall [--tiers hot,warm,cold] [--conversations 26,30] [--turns N]
 
-Every turn becomes a memory (`"<speaker>: <text>"`) of one system per conversation (and per tier
-measured: "hot" ingests with recent created_at, keeping the turns' order; "cold" with the
-session dates of 2022-2024, so they land in the archive). Every question of categories 1-4 is a
+Every turn becomes a memory (`"<speaker>: <text>"`) of one system per conversation and tier
+measured: "hot" ingests with created_at in the 12 hours before the last hour, "warm" in 12
+hours ending 30 days ago (the turns' order kept), "cold" with the session dates of 2022-2024, so
+they land in the archive. Every question of categories 1-4 is a
 search scoped to its conversation's system; recall@k is the share of its evidence turns in the
 top k, MRR the reciprocal rank of the first evidence turn within the top 10. Prints one JSON
 document on stdout; progress goes to stderr. The data is read from ../shared (never copied).
@@ -117,12 +118,17 @@ def load(data: Path, names: list[str] | None, turns_cap: int | None) -> list[dic
     return conversations
 
 
-def ingest(http, system_id: str, conversation: dict[str, Any], recent: bool) -> float:
+# Where the turns' created_at end, per tier measured (None: the session dates, 2022-2024).
+ENDS = {"hot": timedelta(hours=1), "warm": timedelta(days=30), "cold": None}
+
+
+def ingest(http, system_id: str, conversation: dict[str, Any], ago: timedelta | None) -> float:
     """POST the turns as memories; returns memories per second."""
     turns = conversation["turns"]
+    recent = ago is not None
     shift = timedelta(0)
-    if recent:  # the same order and spacing, ending an hour ago: the hot tier
-        shift = datetime.now(UTC) - timedelta(hours=1) - turns[-1]["created_at"]
+    if recent:  # the same order, squeezed into 12 hours ending `ago`: the hot or warm tier
+        shift = datetime.now(UTC) - ago - turns[-1]["created_at"]
         span = turns[-1]["created_at"] - turns[0]["created_at"]
         scale = min(1.0, timedelta(hours=12) / span) if span else 1.0
     started = time.perf_counter()
@@ -130,7 +136,7 @@ def ingest(http, system_id: str, conversation: dict[str, Any], recent: bool) -> 
         memories = []
         for turn in turns[lo : lo + INGEST_BATCH]:
             when = turn["created_at"]
-            if recent:  # squeezed into the last 12 hours, order kept
+            if recent:
                 when = turns[-1]["created_at"] + shift - (turns[-1]["created_at"] - when) * scale
             memories.append(
                 {
@@ -220,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ):
         for tier in args.tiers:
             for c in conversations:
-                rate = ingest(http, f"locomo-{c['name']}-{tier}", c, tier == "hot")
+                rate = ingest(http, f"locomo-{c['name']}-{tier}", c, ENDS[tier])
                 ingest_rate[tier].append(rate)
             log(f"{tier}: ingested")
             for mode in MODES:
@@ -233,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             "limit": 10,
                             "mode": mode,
                         }
-                        if tier == "cold":
+                        if tier != "hot":
                             body |= {"include_cold": True, "start": "2020-01-01T00:00:00Z"}
                         started = time.perf_counter()
                         answer = http.post("/v1/search", json=body)
@@ -271,11 +277,14 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--turns", type=int, default=None, help="the first N turns of each")
     parser.add_argument(
-        "--tiers", type=lambda s: s.split(","), default=["hot", "cold"], help="hot,cold"
+        "--tiers",
+        type=lambda s: s.split(","),
+        default=["hot", "warm", "cold"],
+        help="hot,warm,cold",
     )
     parser.add_argument("--port", type=int, default=18731)
     args = parser.parse_args(argv)
-    if not set(args.tiers) <= {"hot", "cold"}:
-        parser.error("--tiers takes hot and/or cold")
+    if not set(args.tiers) <= set(ENDS):
+        parser.error(f"--tiers takes {', '.join(ENDS)}")
     print(json.dumps(run(args), indent=2, default=str))
     return 0
