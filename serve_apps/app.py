@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ray.serve import Application
+from ray.serve.schema import LoggingConfig
 
 from akasha_ray import config
+from serve_apps.admission import OWN_DEADLINE_S
 from serve_apps.api import AkashaAPI
 from serve_apps.embedder import EmbedderDeployment
 
@@ -19,11 +21,37 @@ def build(args: dict[str, Any] | None = None) -> Application:
 
 def bind(settings: config.Settings) -> Application:
     serving = settings.serve
+    # Serve's JSON log lines carry the request id (X-Request-ID, or one Serve made).
+    logs = LoggingConfig(encoding=serving.log_encoding)
+    # Bounded work (README, "Bounded work"). Serve hands an ingress replica up to ongoing +
+    # queued requests, so that the replica's own admission (serve_apps/admission.py) answers
+    # the overflow as a 503 JSON with Retry-After; Serve's proxy keeps at most max_queued more
+    # per replica and rejects the rest (its own 503, with the same Retry-After).
+    admitted = serving.max_ongoing_requests + serving.max_queued_requests
+    backpressure = {"retry_after_s": serving.retry_after_s}
     embedder = EmbedderDeployment.options(
         num_replicas=serving.embedder_replicas,
         ray_actor_options={"num_cpus": 0.5},
+        logging_config=logs,
+        # Every ongoing ingress request may be waiting on an embedding: the embedder orders the
+        # work itself (queries first, bulk in chunks), so it takes them all at once.
+        max_ongoing_requests=serving.max_ongoing_requests * serving.ingress_replicas,
+        max_queued_requests=serving.max_queued_requests * serving.ingress_replicas,
+        backpressure_config=backpressure,
     ).bind(settings.embedding.model_dump(), serving.model_dump())
     return AkashaAPI.options(
         num_replicas=serving.ingress_replicas,
         ray_actor_options={"num_cpus": 0.25},
+        logging_config=logs,
+        max_ongoing_requests=admitted,
+        max_queued_requests=serving.max_queued_requests,
+        backpressure_config=backpressure,
     ).bind(embedder, config.to_dict(settings))
+
+
+def http_options(settings: config.Settings) -> dict[str, Any]:
+    """Serve's proxy options: its request timeout is the backstop behind the ingress's own
+    deadline (the longest one: a migration's)."""
+    serving = settings.serve
+    longest = max(serving.http_timeout_s, *OWN_DEADLINE_S.values())
+    return {"host": serving.host, "port": serving.port, "request_timeout_s": longest + 30}
