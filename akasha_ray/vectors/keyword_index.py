@@ -192,6 +192,9 @@ class KeywordIndex:
         if not touched:
             return [], np.empty(0)
         rows = np.unique(np.concatenate(touched))
+        if len(rows) > k:  # keep every row scoring at least the k-th: ties still rank by key
+            kth = np.partition(total[rows], len(rows) - k)[len(rows) - k]
+            rows = rows[total[rows] >= kth]
         ranked = sorted(rows.tolist(), key=lambda r: (-total[r], self._keys[r]))[:k]
         return [self._keys[r] for r in ranked], total[ranked]
 
