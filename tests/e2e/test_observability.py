@@ -1,10 +1,14 @@
 """What an operator watches, on the deployed Akasha: /metrics over HTTP (series move after
 requests, no tenant data in labels), request ids from the ingress to the keys actor's JSON log
-lines, and no API key in any of Ray's log files."""
+lines, and no API key in any of Ray's log files (a generated admin key on the shared deployment,
+a configured one on an Akasha of its own)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -13,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import VENV_BIN, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -146,3 +152,60 @@ def _json_lines(logs: Path, needle: str) -> list[dict]:
                 except json.JSONDecodeError:
                     continue
     return lines
+
+
+def test_a_configured_admin_key_is_in_no_log_file():
+    """AKASHA_ADMIN_KEY (as the KubeRay manifests set it) travels to the replicas inside Ray:
+    on an Akasha of its own, used well and badly, it is in none of the head's log files."""
+    from akasha_ray import local_cluster
+    from akasha_ray.auth import new_key
+    from tests.e2e import own_head
+
+    configured = new_key()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="akh-", dir="/tmp"))
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
+        and not k.startswith("AKASHA_")
+    }
+    env |= {
+        "RAY_TMPDIR": str(ray_tmp),
+        "RAY_AUTH_TOKEN_PATH": str(ray_tmp / "auth_token"),
+        "AKASHA_DATA_DIR": str(ray_tmp / "data"),
+        "AKASHA_NAMESPACE": "obs-secret",
+        "AKASHA_SERVE__PORT": str(port),
+        "AKASHA_ADMIN_KEY": configured,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    state = {"env": env, "data_dir": ray_tmp / "data", "head_ids": []}
+    try:
+        own_head.up(state)
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {configured}"}
+        assert httpx.get(f"{url}/v1/keys", headers=headers, timeout=60).status_code == 200
+        created = httpx.post(
+            f"{url}/v1/keys",
+            json={"system_ids": ["obs-s"], "scopes": ["read"]},
+            headers=headers,
+            timeout=60,
+        )
+        assert created.status_code == 201, created.text
+        bad = {"Authorization": f"Bearer {configured}x"}
+        assert httpx.get(f"{url}/v1/keys", headers=bad, timeout=60).status_code == 401
+        assert httpx.get(f"{url}/metrics", timeout=60).status_code == 200
+        time.sleep(2)  # let the workers flush their log files
+        logs = [p for p in (ray_tmp / "ray").rglob("*") if p.is_file() and "logs" in p.parts]
+        # The files searched are the ones that log these requests: the key's id is there.
+        key_id = created.json()["key_id"]
+        assert any(key_id.encode() in p.read_bytes() for p in logs)
+        for path in logs:
+            data = path.read_bytes()
+            for secret in (configured, created.json()["key"]):
+                assert secret.encode() not in data, f"an API key is in {path}"
+    finally:
+        own_head.run([own_head.AKASHA_BIN, "down"], env, timeout=300)
+        for head_id in state["head_ids"]:
+            local_cluster.stop_head(head_id)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
