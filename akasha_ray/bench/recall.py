@@ -29,48 +29,14 @@ from typing import Any
 import numpy as np
 
 from akasha_ray.bench.stats import machine, summarize
+from akasha_ray.vectors.keyword_index import STOP_WORDS
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "locomo-dev"
 MODES = ("vector", "keyword", "hybrid")
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-# The plain BM25 peer of the dataset's README: lower-cased alphanumeric tokens, a small stop list.
-PEER_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "no",
-        "not",
-        "of",
-        "on",
-        "or",
-        "such",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "will",
-        "with",
-    ]
-)
+# The plain BM25 peer of the dataset's README (which measured it at recall@10 0.58): rank_bm25's
+# BM25Okapi, lower-cased alphanumeric tokens and the stop list Akasha's index uses, no stemming.
+PEER_STOP = STOP_WORDS
 INGEST_BATCH = 500
 
 
