@@ -38,37 +38,66 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class Embedder:
-    """Owns one SentenceTransformer; `embed` returns normalized float32 rows of width DIM."""
+    """One encoder of the configured backend; `embed` returns normalized float32 rows of width
+    DIM. torch runs sentence-transformers; onnx and onnx-int8 run ONNX Runtime on the same
+    weights (see embedding_onnx.py), and say so in `revision`."""
 
     def __init__(self, config: EmbeddingConfig | None = None) -> None:
         self.config = config or EmbeddingConfig()
         self.path = Path(self.config.model_path) if self.config.model_path else None
 
+    def _threads(self) -> int:
+        # Ray pins OMP_NUM_THREADS=1 in workers; the encoder should use the cores it has.
+        return self.config.threads or max(1, len(os.sched_getaffinity(0)))
+
+    def _resolve_path(self) -> Path:
+        path = self.path or bundled_model_path()
+        if not (path / "modules.json").exists():
+            raise ConfigError(f"embedding.model_path {path} holds no sentence-transformers model")
+        self.path = path
+        return path
+
     @cached_property
     def _model(self):  # loaded on first use: constructing an Embedder costs nothing
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        path = self._resolve_path()
+        if self.config.backend != "torch":
+            return self._onnx(path)
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        else:
-            # Ray pins OMP_NUM_THREADS=1 in workers; the encoder should use the cores it has.
-            torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
-        path = self.path or bundled_model_path()
-        if not (path / "modules.json").exists():
-            raise ConfigError(f"embedding.model_path {path} holds no sentence-transformers model")
+        torch.set_num_threads(self._threads())
         model = SentenceTransformer(str(path), device=self.config.device)
         if model.get_embedding_dimension() != DIM:
             raise ConfigError(f"embedding model at {path} is not {DIM}-d")
-        self.path = path
         return model
+
+    def _onnx(self, path: Path):
+        from akasha_ray.embedding_onnx import OnnxEncoder, cache_root, exported_model
+
+        if self.config.device != "cpu":
+            raise ConfigError(f"embedding.backend {self.config.backend} runs on cpu only")
+        onnx_file = exported_model(
+            path,
+            self.weights_revision,
+            int8=self.config.backend == "onnx-int8",
+            root=cache_root(self.config),
+        )
+        return OnnxEncoder(
+            path, onnx_file, threads=self._threads(), batch_size=self.config.batch_size
+        )
+
+    @cached_property
+    def weights_revision(self) -> str:
+        return model_revision(self._resolve_path())
 
     @cached_property
     def revision(self) -> str:
-        self._model  # noqa: B018  (resolves self.path)
-        return model_revision(self.path)
+        """The weights hash, plus the backend unless torch: vectors of different backends are
+        never taken for the same model's (e.g. `3f2a...+onnx-int8`)."""
+        suffix = "" if self.config.backend == "torch" else f"+{self.config.backend}"
+        return self.weights_revision + suffix
 
     @property
     def model_name(self) -> str:
@@ -77,6 +106,8 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.empty((0, DIM), dtype=np.float32)
+        if self.config.backend != "torch":
+            return normalize(self._model.encode(list(texts)))
         vectors = self._model.encode(
             list(texts),
             batch_size=self.config.batch_size,

@@ -1,0 +1,190 @@
+"""Encoder benchmark: texts/s of plain sentence-transformers `encode` (the peer) against Akasha's
+embedding backends (torch, onnx, onnx-int8) in-process on the same real texts, runs interleaved,
+and the cosine agreement of each backend with the float32 torch model; optionally ingest over
+HTTP with a chosen backend, against the same plain encode.
+
+    python -m akasha_ray.bench encode [--texts 512] [--runs 5] [--http onnx,torch]
+
+Texts: the turns of the conversations in ../shared/datasets/locomo-dev (`<speaker>: <text>`),
+read in place. Prints one JSON document on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from akasha_ray.bench.stats import machine, ratio
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "locomo-dev"
+
+
+def log(message: str) -> None:
+    print(f"[bench encode] {message}", file=sys.stderr, flush=True)
+
+
+def conversation_texts(folder: Path, limit: int) -> list[str]:
+    texts: list[str] = []
+    for path in sorted(folder.glob("*.json")):
+        conversation = json.loads(path.read_text())
+        for key, turns in conversation.items():
+            if key.startswith("session_") and isinstance(turns, list):
+                texts += [f"{t['speaker']}: {t['text']}" for t in turns]
+    if not texts:
+        raise SystemExit(f"no conversation turns under {folder} (see its README)")
+    return texts[:limit]
+
+
+def rates(texts: int, seconds: list[float], cpu: list[float] | None = None) -> dict[str, Any]:
+    """Throughput per run: the median run, and the p95 (slow) run; with `cpu` (this process's
+    CPU seconds per run) also texts per CPU second, which the other load of a shared machine
+    disturbs far less than wall time."""
+    per_s = texts / np.asarray(seconds)
+    by_cpu = {"median_texts_per_cpu_s": round(float(np.median(texts / np.asarray(cpu))), 1)}
+    return {
+        **(by_cpu if cpu else {}),
+        "runs": len(seconds),
+        "texts": texts,
+        "median_texts_per_s": round(float(np.median(per_s)), 1),
+        "p95_slow_texts_per_s": round(float(np.percentile(per_s, 5)), 1),
+        "median_run_s": round(float(np.median(seconds)), 3),
+        "p95_run_s": round(float(np.percentile(seconds, 95)), 3),
+    }
+
+
+def agreement(reference: np.ndarray, vectors: np.ndarray) -> dict[str, float]:
+    cosines = np.sum(reference * vectors, axis=1)
+    return {
+        "cosine_min": round(float(cosines.min()), 5),
+        "cosine_mean": round(float(cosines.mean()), 5),
+        "cosine_p01": round(float(np.percentile(cosines, 1)), 5),
+    }
+
+
+def bench_in_process(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from akasha_ray.config import EmbeddingConfig
+    from akasha_ray.embedding import Embedder, bundled_model_path
+
+    threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    plain = SentenceTransformer(str(bundled_model_path()), device="cpu")
+
+    def plain_encode(batch: list[str]) -> np.ndarray:
+        return plain.encode(batch, batch_size=args.batch_size, show_progress_bar=False)
+
+    encoders = {"plain_sentence_transformers": plain_encode}
+    loads = {}
+    for backend in BACKENDS:
+        embedder = Embedder(
+            EmbeddingConfig(backend=backend, threads=threads, batch_size=args.batch_size)
+        )
+        started = time.perf_counter()
+        embedder.embed(texts[:8])  # loads; exports into the cache on the very first run
+        loads[backend] = round(time.perf_counter() - started, 2)
+        encoders[backend] = embedder.embed
+    for encode in encoders.values():
+        encode(texts[: args.batch_size])  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in encoders}
+    cpu: dict[str, list[float]] = {name: [] for name in encoders}
+    vectors: dict[str, np.ndarray] = {}
+    for run in range(args.runs):
+        log(f"run {run + 1}/{args.runs}")
+        for name, encode in encoders.items():  # interleaved: the load of the machine drifts
+            started, cpu_started = time.perf_counter(), time.process_time()
+            vectors[name] = encode(texts)
+            seconds[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - cpu_started)
+    peer = vectors["plain_sentence_transformers"]
+    peer = peer / np.linalg.norm(peer, axis=1, keepdims=True)
+    report: dict[str, Any] = {"threads": threads, "batch_size": args.batch_size}
+    for name in encoders:
+        entry = rates(len(texts), seconds[name], cpu[name])
+        entry["speedup_vs_plain"] = ratio(
+            np.median(seconds["plain_sentence_transformers"]), np.median(seconds[name])
+        )
+        entry["cpu_speedup_vs_plain"] = ratio(
+            np.median(cpu["plain_sentence_transformers"]), np.median(cpu[name])
+        )
+        if name in BACKENDS:
+            entry["load_s"] = loads[name]
+            entry["agreement_vs_torch_float32"] = agreement(peer, vectors[name])
+        report[name] = entry
+    return report
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def bench_http(args: argparse.Namespace, backend: str, texts: list[str]) -> dict[str, Any]:
+    """POST /v1/memories in batches of 64 (embedded by the embedder replica) on a fresh Akasha
+    of its own cluster, `--runs` times, each run a new system."""
+    from akasha_ray.bench.served import served_akasha
+
+    with (
+        tempfile.TemporaryDirectory(prefix="akasha-bench-encode-") as work,
+        served_akasha(
+            Path(work), port=free_port(), cpus=args.cpus, embedding={"backend": backend}
+        ) as http,
+    ):
+        seconds = []
+        for run in range(args.runs):
+            log(f"HTTP ingest with {backend}, run {run + 1}/{args.runs}")
+            records = [
+                {"system_id": f"bench-{run}", "conversation_id": "c", "content": text}
+                for text in texts
+            ]
+            started = time.perf_counter()
+            for lo in range(0, len(records), 64):
+                response = http.post("/v1/memories", json={"memories": records[lo : lo + 64]})
+                response.raise_for_status()
+            seconds.append(time.perf_counter() - started)
+        last = http.get(
+            f"/v1/memories/{response.json()['ids'][-1]}", params={"system_id": "bench-0"}
+        )
+    stored = last.json() if last.is_success else {}
+    return {
+        "backend": backend,
+        **rates(len(texts), seconds),
+        "model_revision": stored.get("model_revision"),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m akasha_ray.bench encode")
+    parser.add_argument("--texts", type=int, default=512, help="How many conversation turns.")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0, help="0: every core.")
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument(
+        "--http", default="", help="Comma-separated backends to also ingest with over HTTP."
+    )
+    parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs of the HTTP half.")
+    args = parser.parse_args(argv)
+    texts = conversation_texts(args.dataset, args.texts)
+    log(f"{len(texts)} texts from {args.dataset}")
+    report: dict[str, Any] = {"machine": machine(), "in_process": bench_in_process(args, texts)}
+    plain = report["in_process"]["plain_sentence_transformers"]["median_texts_per_s"]
+    for backend in filter(None, args.http.split(",")):
+        over_http = bench_http(args, backend, texts)
+        over_http["vs_plain_encode"] = ratio(over_http["median_texts_per_s"], plain)
+        report.setdefault("http_ingest", []).append(over_http)
+    print(json.dumps(report, indent=2))
+    return 0
