@@ -50,9 +50,11 @@ def rates(texts: int, seconds: list[float], cpu: list[float] | None = None) -> d
     CPU seconds per run) also texts per CPU second, which the other load of a shared machine
     disturbs far less than wall time."""
     per_s = texts / np.asarray(seconds)
-    by_cpu = {"median_texts_per_cpu_s": round(float(np.median(texts / np.asarray(cpu))), 1)}
+    by_cpu = {}
+    if cpu:
+        by_cpu["median_texts_per_cpu_s"] = round(float(np.median(texts / np.asarray(cpu))), 1)
     return {
-        **(by_cpu if cpu else {}),
+        **by_cpu,
         "runs": len(seconds),
         "texts": texts,
         "median_texts_per_s": round(float(np.median(per_s)), 1),
