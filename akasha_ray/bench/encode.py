@@ -157,9 +157,8 @@ def bench_http(args: argparse.Namespace, backend: str, texts: list[str]) -> dict
                 response = http.post("/v1/memories", json={"memories": records[lo : lo + 64]})
                 response.raise_for_status()
             seconds.append(time.perf_counter() - started)
-        last = http.get(
-            f"/v1/memories/{response.json()['ids'][-1]}", params={"system_id": "bench-0"}
-        )
+        last_id = response.json()["ids"][-1]  # of the last run's system
+        last = http.get(f"/v1/memories/{last_id}", params={"system_id": f"bench-{args.runs - 1}"})
     stored = last.json() if last.is_success else {}
     return {
         "backend": backend,
