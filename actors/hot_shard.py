@@ -79,6 +79,17 @@ class HotShardActor:
         self._search_ms.append((whole, self._shard.last_scan_ms))
         return hits
 
+    def search_keywords(
+        self,
+        text: str,
+        k: int,
+        system_ids: list[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        only_keys: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        return self._shard.search_keywords(text, k, system_ids, start, end, only_keys)
+
     def load(self) -> dict[str, Any]:
         """Rows held, and the p95 of the recent searches and of their index scans (None before
         any)."""
@@ -99,6 +110,9 @@ class HotShardActor:
 
     def stats(self) -> dict[str, Any]:
         return self._shard.stats()
+
+    def summary(self, system_ids: list[str] | None = None) -> dict[str, Any]:
+        return self._shard.summary(system_ids)
 
     def system_counts(self) -> dict[str, int]:
         return self._shard.system_counts()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from akasha_ray.auth import ADMIN_KEY_FILE, KeyStore
+from akasha_ray.observability import carries_request_id, json_logs
 
 # Only key ids go into these lines: never a key, never a hash.
 logger = logging.getLogger("akasha.keys")
@@ -16,6 +17,7 @@ logger = logging.getLogger("akasha.keys")
 class KeysActor:
     def __init__(self, data_dir: str) -> None:
         self._store = KeyStore(Path(data_dir))
+        json_logs()  # with the request id the ingress passes to create and revoke
 
     def data_dir(self) -> str:
         return str(self._store.data_dir)
@@ -35,6 +37,7 @@ class KeysActor:
             logger.warning("generated the admin API key; it is in %s (mode 0600)", path)
         return generated
 
+    @carries_request_id
     def create(
         self, system_ids: list[str], scopes: list[str], expires_at: datetime | None = None
     ) -> dict[str, Any]:
@@ -51,6 +54,7 @@ class KeysActor:
     def list_keys(self) -> list[dict[str, Any]]:
         return self._store.list_keys()
 
+    @carries_request_id
     def revoke(self, key_id: str) -> None:
         self._store.revoke(key_id)
         logger.info("revoked key %s", key_id)

@@ -12,7 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from akasha_ray import config
+from akasha_ray import config, observability
 from akasha_ray.hot_window import (
     READ_TTL_S,
     ShardLoad,
@@ -73,7 +73,9 @@ class MigratorActor:
                 moved = await move_aged(self._settings, batch_size, self._window.days)
             except Exception as exc:
                 self._last = {"started_at": started.isoformat(), "error": repr(exc)}
+                observability.count_migration(None, ok=False)
                 raise
+            observability.count_migration(moved, ok=True)
             self._last = {"started_at": started.isoformat(), "finished_at": now_utc().isoformat()}
             self._last["moved"] = moved
             return {"hot_window": self._window.to_json(), "moved": moved}

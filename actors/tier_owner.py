@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,10 @@ class _TierOwner:
     async def stats(self) -> dict[str, Any]:
         return await (await self._tier()).stats()
 
+    async def summary(self, system_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """count, oldest, newest of these systems (None: all, with bytes), from counters."""
+        return await (await self._tier()).summary(system_ids)
+
     async def close(self) -> None:
         if self._store is not None:
             await self._store.close()
@@ -81,9 +85,54 @@ class WarmActor(_TierOwner):
     async def health(self) -> dict[str, Any]:
         return await (await self._tier()).health()
 
+    async def search_keywords(
+        self,
+        text: str,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        return await (await self._tier()).search_keywords(text, k, system_ids, start, end)
+
 
 class ColdActor(_TierOwner):
     async def _open(self) -> Any:
         from akasha_ray.vectors.cold_store import ColdStore
 
         return ColdStore.open(self._settings.objects, Path(self._settings.data_dir))
+
+    async def search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """A search without `start` reaches back `tiers.cold_search_days`, and reads at most
+        `tiers.cold_search_max_files` files (more: InvalidInput naming `start`)."""
+        tiers = self._settings.tiers
+        if start is None:
+            start = datetime.now(UTC) - timedelta(days=tiers.cold_search_days)
+        store = await self._tier()
+        return await store.search(
+            vector, k, system_ids, start, end, max_files=tiers.cold_search_max_files
+        )
+
+    async def search_keywords(
+        self,
+        text: str,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """BM25 over the archive, bounded as `search` is."""
+        tiers = self._settings.tiers
+        if start is None:
+            start = datetime.now(UTC) - timedelta(days=tiers.cold_search_days)
+        store = await self._tier()
+        return await store.search_keywords(
+            text, k, system_ids, start, end, max_files=tiers.cold_search_max_files
+        )

@@ -29,17 +29,24 @@ def up(args: argparse.Namespace) -> int:
     from ray import serve
 
     from actors import supervisor
-    from akasha_ray import local_cluster
-    from serve_apps.app import bind
+    from akasha_ray import local_cluster, private_files
+    from serve_apps.app import bind, http_options
 
     overrides = {"serve": {"port": args.port}} if args.port else {}
     settings = config.load(**overrides)
-    local_cluster.connect(settings)
+    private_files.restrict_umask()  # what this process writes in data_dir is 0600
+    private_files.private_dir(settings.data_dir)
+    private_files.tighten(settings.data_dir)  # files an earlier run left with another umask
+    local_cluster.connect(settings, say=print)
     supervisor.check_manifest(settings)
     admin = settings.admin_key.get_secret_value() if settings.admin_key else None
     generated = ray.get(supervisor.keys(settings).ensure_admin.remote(admin))
-    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    serve.start(http_options=http_options(settings))  # its request timeout too
     serve.run(bind(settings), name="akasha", route_prefix="/")
+    # A pass killed mid-way left batches in two tiers: finish them before saying we are up.
+    recovered = ray.get(supervisor.migrator(settings).recover.remote())
+    if count := sum(hop["recovered"] for hop in recovered.values()):
+        print(f"Finished {count} memories an interrupted migration pass had left in two tiers.")
     url = default_url(settings)
     wait_healthy(url)
     if args.demo:
@@ -75,10 +82,16 @@ def down(args: argparse.Namespace) -> int:
     settings = config.load()
     try:
         local_cluster.connect(settings, start=False)
-    except ConnectionError:
-        print("No Ray cluster is running.")
+    except ConnectionError as exc:
+        # A head `up` started may be half dead (its GCS killed): stop what is left of it.
+        stopped = local_cluster.stop_if_ours(settings)
+        print(
+            f"No Ray cluster answers ({exc})"
+            + ("; stopped what was left of ours." if stopped else ".")
+        )
         return 0
     serve.delete("akasha")
+    unflushed = None
     for name in supervisor.actor_names(settings):
         try:
             handle = ray.get_actor(name, namespace=settings.namespace)
@@ -87,10 +100,23 @@ def down(args: argparse.Namespace) -> int:
         if name.startswith("hot-"):
             ray.get(handle.close.remote())  # checkpoint before the process goes
         elif name == "timeseries":
-            ray.get(handle.shutdown.remote())  # flush every accepted point first
+            try:
+                ray.get(handle.shutdown.remote())  # flush every accepted point first
+            except ray.exceptions.RayTaskError as exc:
+                unflushed = exc.cause  # the store refuses them: keep the actor, which retries
+                if not args.force:
+                    continue
         elif name in ("graph", "warm", "cold"):
             ray.get(handle.close.remote())
         ray.kill(handle, no_restart=True)
+    if unflushed is not None and not args.force:
+        print(
+            f"Akasha stopped, but the metrics store refuses the points still waiting "
+            f"({unflushed}); the timeseries actor and the Ray cluster keep running and retrying. "
+            "Run `akasha down` again once the store is back, or `akasha down --force` to drop "
+            "those points."
+        )
+        return 1
     ray.shutdown()
     stopped = local_cluster.stop_if_ours(settings)
     print("Akasha stopped" + (" and the local Ray cluster shut down." if stopped else "."))
@@ -154,6 +180,27 @@ def keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        keys = client.list_keys()
+    print(f"{'KEY_ID':21} {'STATE':7} {'SCOPES':10} {'CREATED':20} {'EXPIRES':20} SYSTEMS")
+    for key in keys:
+        state = "revoked" if key["revoked"] else "expired" if key["expired"] else "active"
+        expires = (key["expires_at"] or "never")[:19]
+        print(
+            f"{key['key_id']:21} {state:7} {','.join(key['scopes']):10} "
+            f"{key['created_at'][:19]:20} {expires:20} {','.join(key['system_ids']) or '*'}"
+        )
+    return 0
+
+
+def keys_revoke(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.revoke_key(args.key_id)
+    print(f"revoked {args.key_id}")
+    return 0
+
+
 def _since(value: str | None) -> datetime | None:
     """'7d', '12h', '30m' before now, or an RFC 3339 time."""
     if value is None:
@@ -190,7 +237,10 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--port", type=int, help="HTTP port (default 8000)")
     cmd.add_argument("--demo", action="store_true", help="load demo conversations")
     cmd.add_argument("--demo-size", type=int, default=2000, help="demo memories (default 2000)")
-    command("down", down, "stop Akasha (and the Ray cluster `up` started)", remote=False)
+    cmd = command("down", down, "stop Akasha (and the Ray cluster `up` started)", remote=False)
+    cmd.add_argument(
+        "--force", action="store_true", help="stop even if accepted metric points cannot be written"
+    )
     command("status", status, "show the health of every component")
     cmd = command("migrate", migrate, "move aged memories: hot -> warm -> cold", remote=False)
     cmd.add_argument("--batch-size", type=int, default=5000)
@@ -209,6 +259,15 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--key")
     cmd.add_argument("--system", action="append", required=True)
     cmd.add_argument("--scope", action="append", choices=["read", "write"], required=True)
+    cmd = keys.add_parser("list", help="every key: id, state, scopes, dates, systems")
+    cmd.set_defaults(run=keys_list)
+    cmd.add_argument("--url")
+    cmd.add_argument("--key")
+    cmd = keys.add_parser("revoke", help="revoke a key by its id (from `keys list`)")
+    cmd.set_defaults(run=keys_revoke)
+    cmd.add_argument("key_id")
+    cmd.add_argument("--url")
+    cmd.add_argument("--key")
     return parser
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +69,17 @@ class AkashaClient:
         total: int | None = None,
         progress: bool = True,
     ) -> list[str]:
-        """POST memories in batches (at most 1,000 a request), retrying brief outages."""
+        """POST memories in batches (at most 1,000 a request), retrying brief outages.
+
+        A memory without `created_at` gets one here, before the first attempt: the server derives
+        its id from it, so a retried POST stores nothing twice."""
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
         ids: list[str] = []
         with tqdm(total=total, unit="mem", desc="ingest", disable=not progress) as bar:
             for batch in _batches(memories, batch_size):
+                now = datetime.now(UTC).isoformat()
+                batch = [m if m.get("created_at") else {**m, "created_at": now} for m in batch]
                 body = self._json("POST", "/v1/memories", json={"memories": batch}, retries=3)
                 ids.extend(body["ids"])
                 bar.update(len(batch))
@@ -103,15 +108,34 @@ class AkashaClient:
                 body[name] = value.isoformat() if isinstance(value, datetime) else value
         return self._json("POST", "/v1/search", json=body)
 
-    def get(self, memory_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/memories/{memory_id}")
+    def get(self, memory_id: str, system_id: str | None = None) -> dict[str, Any]:
+        """A memory is (system_id, id); the system may be left out when the key holds one."""
+        params = {"system_id": system_id} if system_id else None
+        return self._json("GET", f"/v1/memories/{memory_id}", params=params)
 
-    def delete(self, memory_id: str) -> None:
-        self._json("DELETE", f"/v1/memories/{memory_id}")
+    def delete(self, memory_id: str, system_id: str | None = None) -> None:
+        params = {"system_id": system_id} if system_id else None
+        self._json("DELETE", f"/v1/memories/{memory_id}", params=params)
 
-    def create_key(self, system_ids: Sequence[str], scopes: Sequence[str]) -> str:
-        body = {"system_ids": list(system_ids), "scopes": list(scopes)}
+    def create_key(
+        self,
+        system_ids: Sequence[str],
+        scopes: Sequence[str],
+        expires_at: datetime | str | None = None,
+    ) -> str:
+        body: dict[str, Any] = {"system_ids": list(system_ids), "scopes": list(scopes)}
+        if expires_at is not None:
+            body["expires_at"] = (
+                expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
+            )
         return self._json("POST", "/v1/keys", json=body)["key"]
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every key's id, systems, scopes, dates and state (admin only); never a key."""
+        return self._json("GET", "/v1/keys")["keys"]
+
+    def revoke_key(self, key_id: str) -> None:
+        self._json("DELETE", f"/v1/keys/{key_id}")
 
     def _json(self, method: str, path: str, *, retries: int = 0, **kwargs: Any) -> Any:
         for attempt in range(retries + 1):

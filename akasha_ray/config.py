@@ -45,6 +45,18 @@ class TierConfig(Section):
         description="Hot search p95 the hot window adapts to (see hot_window.py); null: fixed.",
     )
     hot_min_days: float = Field(1, gt=0, description="The adaptive hot window never goes below.")
+    cold_search_days: float = Field(
+        730,
+        gt=0,
+        description="A search of the cold tier without `start` covers the last this many days "
+        "(memories older than warm_days and younger than this); name `start` to go further.",
+    )
+    cold_search_max_files: int = Field(
+        20_000,
+        ge=1,
+        description="The most archive files one cold search reads; a range that needs more "
+        "makes the cold tier answer an error naming `start` (the search is partial).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> TierConfig:
@@ -67,7 +79,16 @@ class EmbeddingConfig(Section):
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts per encode call.")
     threads: int = Field(
-        0, ge=0, description="torch CPU threads; 0 uses every core (Ray would otherwise pin 1)."
+        0, ge=0, description="Encoder CPU threads; 0 uses every core (Ray would otherwise pin 1)."
+    )
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="torch: sentence-transformers; onnx: ONNX Runtime on the same weights, "
+        "exported once (offline) into onnx_cache; onnx-int8: that model dynamically quantized. "
+        "The backend is part of each vector's model_revision.",
+    )
+    onnx_cache: str | None = Field(
+        None, description="Folder for the exported ONNX models; default ~/.cache/akasha/onnx."
     )
 
 
@@ -96,6 +117,13 @@ class GraphConfig(Section):
     uri: str | None = Field(None, description="bolt:// or neo4j:// URI for Neo4j.")
     user: str | None = None
     password: SecretStr | None = None
+    max_frontier: int = Field(
+        100_000,
+        ge=10,
+        le=10_000_000,
+        description="A path or neighbourhood search stops once it has reached this many "
+        "entities and answers `truncated: true`: the bound on one traversal's work.",
+    )
 
 
 class ObjectsConfig(Section):
@@ -112,6 +140,42 @@ class ServeConfig(Section):
     max_batch_size: int = Field(32, ge=1, le=1024, description="Query embedding @serve.batch size.")
     batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
     request_timeout_s: float = Field(10, gt=0, description="Per-tier timeout of one search.")
+    write_timeout_s: float = Field(
+        120,
+        gt=0,
+        description="How long a write (ingest, delete) may wait on the stores before a 503; "
+        "a batch that fails or times out leaves nothing behind.",
+    )
+    log_encoding: Literal["JSON", "TEXT"] = Field(
+        "JSON",
+        description="Serve's log lines (ingress, embedder): one JSON object a line with the "
+        "request id, or Ray's plain text.",
+    )
+    # Bounded work at the ingress (README, "Bounded work"): beyond these a request gets a 503
+    # with Retry-After, not a place in an unbounded queue.
+    max_ongoing_requests: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="Requests one ingress replica serves at once (Serve's default, 5, let five "
+        "slow calls stall everyone; the ingress mostly awaits actors, so it can hold more).",
+    )
+    max_queued_requests: int = Field(
+        64, ge=0, le=100_000, description="Requests one ingress replica keeps waiting; more: 503."
+    )
+    http_timeout_s: float = Field(
+        180,
+        gt=0,
+        description="The most one request may take before a 503 (a migration: 600 s); above "
+        "write_timeout_s, so that an ingest's own timeout answers first.",
+    )
+    retry_after_s: float = Field(1, gt=0, le=3600, description="Retry-After of those 503s.")
+
+    @model_validator(mode="after")
+    def _deadlines(self) -> ServeConfig:
+        if self.http_timeout_s <= self.write_timeout_s:
+            raise ValueError("serve.http_timeout_s must be greater than serve.write_timeout_s")
+        return self
 
 
 class Settings(BaseSettings):

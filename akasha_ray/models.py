@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic import (
 
 from akasha_ray.embedding_dim import DIM
 from akasha_ray.graph.models import EntityId
+from akasha_ray.validation import JsonObject, Text, not_future, unit_vector, utc
 
 MAX_BATCH = 1000
 MAX_CONTENT_CHARS = 32_768
@@ -32,11 +32,7 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0
 MemoryId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc)]
 
 
 class Strict(BaseModel):
@@ -49,9 +45,11 @@ class MemoryIn(Strict):
     id: MemoryId | None = Field(None, description="Client-chosen id; default: a new UUIDv7.")
     system_id: Name = Field(description="The AI system this memory belongs to.")
     conversation_id: Name
-    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
-    created_at: UtcDatetime | None = Field(None, description="RFC 3339 with offset; default now.")
-    metadata: dict[str, Any] | None = None
+    content: Text = Field(min_length=1, max_length=MAX_CONTENT_CHARS)
+    created_at: UtcDatetime | None = Field(
+        None, description="RFC 3339 with offset; default now; at most now + 1 day."
+    )
+    metadata: JsonObject | None = None
     entities: list[EntityId] | None = Field(
         None, max_length=MAX_ENTITIES, description="Knowledge-graph entities this memory mentions."
     )
@@ -62,6 +60,11 @@ class MemoryIn(Strict):
         if not value.strip():
             raise ValueError("content must not be blank")
         return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _not_future(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else not_future(value)
 
     @field_validator("metadata")
     @classmethod
@@ -79,18 +82,11 @@ class IngestResponse(Strict):
     ids: list[str]
 
 
-def _unit_vector(vector: list[float]) -> list[float]:
-    if len(vector) != DIM:
-        raise ValueError(f"vector must have {DIM} values, got {len(vector)}")
-    if not all(math.isfinite(x) for x in vector):
-        raise ValueError("vector values must be finite numbers")
-    if not any(vector):
-        raise ValueError("vector must not be all zeros")
-    return vector
+SearchMode = Literal["vector", "keyword", "hybrid"]
 
 
 class SearchRequest(Strict):
-    query: str | None = Field(None, min_length=1, max_length=MAX_CONTENT_CHARS)
+    query: Text | None = Field(None, min_length=1, max_length=MAX_CONTENT_CHARS)
     vector: list[float] | None = Field(
         None,
         validate_default=True,
@@ -102,6 +98,12 @@ class SearchRequest(Strict):
     end: UtcDatetime | None = Field(None, validate_default=True)
     limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
     include_cold: bool = Field(False, description="Also search the cold archive (slower).")
+    mode: SearchMode = Field(
+        "vector",
+        validate_default=True,
+        description="vector: cosine; keyword: BM25 over `query`; hybrid: both rankings fused "
+        "(reciprocal rank fusion). keyword and hybrid need `query` text.",
+    )
 
     # Field validators (not a model validator) so a 422 names the offending field.
     @field_validator("query")
@@ -116,7 +118,14 @@ class SearchRequest(Strict):
     def _one_of_query_vector(cls, value: list[float] | None, info: ValidationInfo):
         if "query" in info.data and (info.data["query"] is None) == (value is None):
             raise ValueError("give exactly one of query and vector")
-        return None if value is None else _unit_vector(value)
+        return None if value is None else unit_vector(value, DIM)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode_has_text(cls, value: str, info: ValidationInfo) -> str:
+        if value != "vector" and "query" in info.data and info.data["query"] is None:
+            raise ValueError(f"mode {value!r} needs query text (a vector alone cannot match words)")
+        return value
 
     @field_validator("end")
     @classmethod
@@ -150,7 +159,14 @@ class SearchHit(Strict):
     conversation_id: str
     content: str
     created_at: datetime
-    similarity: float
+    similarity: float | None = Field(
+        description="Cosine similarity to the query (None for a hit only the keyword ranking "
+        "found)."
+    )
+    score: float = Field(
+        description="What results rank by: the cosine (vector), the BM25 score (keyword), the "
+        "reciprocal rank fusion score (hybrid)."
+    )
     tier: Tier
 
 
@@ -167,18 +183,69 @@ class SearchResponse(Strict):
     partial: bool = Field(False, description="True when a tier failed or timed out.")
 
 
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="Where: the field, as in FastAPI's 422s.")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error's body (`AkashaError.to_dict`, or FastAPI's `detail` alone for a 422)."""
+
+    error: str | None = Field(None, description="Machine-readable code, e.g. not_found.")
+    message: str | None = None
+    field: str | None = Field(None, description="The field at fault, when there is one.")
+    detail: list[ErrorDetail] | str | None = None
+
+
 Scope = Literal["read", "write"]
 
 
 class KeyRequest(Strict):
     system_ids: list[Name] = Field(min_length=1, max_length=10_000)
     scopes: list[Scope] = Field(min_length=1)
+    expires_at: AwareDatetime | None = Field(
+        None, description="RFC 3339 with offset, in the future; default: the key never expires."
+    )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # the offset pushes it past year 1 or 9999
+            raise ValueError("expires_at is out of range") from None
+        if value <= now_utc():
+            raise ValueError("expires_at must be in the future")
+        return value
 
 
 class KeyResponse(Strict):
-    key: str
+    key: str = Field(description="The key itself: shown this once, never stored.")
+    key_id: str = Field(description="Public id, to list and revoke the key.")
     system_ids: list[str]
     scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class KeyInfo(Strict):
+    """A key as `GET /v1/keys` lists it: never the key, never its hash."""
+
+    key_id: str
+    system_ids: list[str]
+    scopes: list[str] = Field(description="read and/or write; the admin key's is admin.")
+    created_at: datetime
+    expires_at: datetime | None
+    expired: bool
+    revoked: bool
+    revoked_at: datetime | None
+
+
+class KeyList(Strict):
+    keys: list[KeyInfo]
 
 
 def now_utc() -> datetime:

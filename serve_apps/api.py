@@ -6,26 +6,34 @@ class that Serve ships to its replicas by value.
 """
 
 import asyncio
-import time
-from collections import Counter
 from typing import Annotated, Any
 
 import numpy as np
 import ray
-from fastapi import FastAPI, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from ray import serve
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from actors import supervisor
-from actors.tiers import TierHandles
-from akasha_ray import config, self_metrics
-from akasha_ray.auth import Principal, hash_key
+from akasha_ray import config, observability
+from akasha_ray.auth import KEY_ID_PATTERN, Principal, PrincipalCache, hash_key
 from akasha_ray.embedding import normalize
-from akasha_ray.errors import AkashaError, Forbidden, NotFound, Unauthenticated, Unavailable
+from akasha_ray.errors import (
+    AkashaError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+from akasha_ray.graph import access
 from akasha_ray.graph.models import (
+    DEFAULT_MEMORIES_PAGE,
     MAX_DEPTH,
     MAX_HOPS,
+    MAX_MEMORIES_PAGE,
     MIN_HOPS,
     EntitiesRequest,
     Entity,
@@ -35,12 +43,18 @@ from akasha_ray.graph.models import (
     RelationshipsRequest,
     check_types,
 )
+from akasha_ray.identity import memory_key
+from akasha_ray.memories import MemoryService, call
 from akasha_ray.models import (
+    ErrorResponse,
     IngestRequest,
     IngestResponse,
+    KeyList,
     KeyRequest,
     KeyResponse,
     Memory,
+    MemoryId,
+    Name,
     SearchHit,
     SearchRequest,
     SearchResponse,
@@ -49,11 +63,12 @@ from akasha_ray.models import (
     now_utc,
 )
 from akasha_ray.records import build_batch
-from akasha_ray.search import ask_tiers, merge_hits
+from akasha_ray.search import plan_hot
 from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
 from akasha_ray.timeseries.models import WritePointsRequest
+from serve_apps.admission import Admission, Limits
+from serve_apps.body_guard import BodyGuard
 
-TIER_SIZES_EVERY_S = 60  # how often an ingest also samples per-system tier sizes
 # A pass that runs longer goes on in the migrator; `akasha migrate` waits as long as it takes.
 MIGRATE_TIMEOUT_S = 600
 
@@ -61,7 +76,31 @@ app = FastAPI(
     title="Akasha",
     version="0.1.0",
     description="Memory for fleets of AI systems: ingest, semantic search, keys.",
+    # Declared for every route, so clients (and the schemathesis suite) know each error's shape.
+    responses={
+        code: {"model": ErrorResponse, "description": why}
+        for code, why in {
+            400: "Malformed request",
+            401: "No or unknown API key",
+            403: "The key may not do this",
+            404: "Not found",
+            409: "Conflict",
+            503: "A component is down or timed out",
+        }.items()
+    },
 )
+app.add_middleware(BodyGuard)  # NaN, lone surrogates, deep nesting in any JSON body: a 422
+app.add_middleware(Admission)  # requests at once, waiting, and a deadline: beyond, a 503 JSON
+# Outermost: request id (logs, actor calls, X-Request-ID) and per-route metrics, 422s included.
+app.add_middleware(observability.RequestMetrics)
+
+
+@app.exception_handler(BackPressureError)
+async def _backpressure(request: Request, exc: BackPressureError) -> JSONResponse:
+    """The embedder's queue is full: a 503 to retry, in Akasha's error format."""
+    body = Unavailable(f"the embedder is busy ({exc.message}); retry").to_dict()
+    retry = str(max(1, int(Admission.limits.retry_after_s + 0.999)))
+    return JSONResponse(status_code=503, content=body, headers={"Retry-After": retry})
 
 
 @app.exception_handler(AkashaError)
@@ -78,17 +117,19 @@ async def _awaitable(ref):
     return await ref
 
 
-def _tier_summary(tier: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def _tier_summary(tier: str, parts: list[dict[str, Any]], with_bytes: bool) -> dict[str, Any]:
     oldest = [p["oldest"] for p in parts if p.get("oldest") is not None]
     newest = [p["newest"] for p in parts if p.get("newest") is not None]
-    sizes = [p.get("bytes") for p in parts]
-    return {
+    summary = {
         "tier": tier,
         "count": sum(p["count"] for p in parts),
         "oldest": min(oldest) if oldest else None,
         "newest": max(newest) if newest else None,
-        "bytes": None if None in sizes else sum(sizes),
     }
+    if with_bytes:  # the admin's only: sizes say something about every system
+        sizes = [p.get("bytes") for p in parts]
+        summary["bytes"] = None if None in sizes else sum(sizes)
+    return summary
 
 
 def _plain(report: dict[str, Any]) -> dict[str, Any]:
@@ -105,23 +146,65 @@ def _hit_fields(hit: dict[str, Any]) -> dict[str, Any]:
     return {key: hit[key] for key in SearchHit.model_fields}
 
 
+# A memory is (system_id, id): routes that address one take the system, which may be left out
+# when the key holds exactly one.
+SystemParam = Annotated[
+    Name | None,
+    Query(description="The memory's system; optional when the key holds exactly one system."),
+]
+ENTITY_SEARCH_MEMORIES = 100_000  # memories of one entity an entity_id search filters by
+# Graph reads name entities within a system; the admin's default is the shared graph.
+GraphSystemParam = Annotated[
+    Name | None,
+    Query(
+        description="The system whose entity the ids name (its own first, else a shared one); "
+        "optional when the key holds exactly one system. For the admin: absent means shared."
+    ),
+]
+
+
+def _system_of(principal: Principal, system_id: str | None) -> str:
+    if system_id is None:
+        if principal.admin or len(principal.system_ids) != 1:
+            raise InvalidInput(
+                "name the memory's system_id (this key holds more than one system)",
+                field="system_id",
+            )
+        return next(iter(principal.system_ids))
+    principal.require_systems([system_id], "system_id")
+    return system_id
+
+
 @serve.deployment(name="api")
 @serve.ingress(app)
 class AkashaAPI:
     def __init__(self, embedder: DeploymentHandle, settings: dict[str, Any]) -> None:
         self._settings = config.from_dict(settings)
+        observability.json_logs()  # Akasha's own loggers, with the request id
         self._embedder = embedder
-        self._tiers = TierHandles(self._settings)
+        supervisor.start_all(self._settings)
+        self._memories = MemoryService(self._settings)
+        self._tiers = self._memories.peers  # the tier owners, the migrator and the graph
         self._shards = self._tiers.shards
         self._keys = supervisor.keys(self._settings)
         self._timeseries = supervisor.timeseries(self._settings)
         self._graph = supervisor.graph(self._settings)
-        self._sizes_sampled_at = 0.0
         admin = self._settings.admin_key
         # Under `serve run` nothing else has bootstrapped the admin key: make sure one exists.
         ray.get(self._keys.ensure_admin.remote(admin.get_secret_value() if admin else None))
-        self._principals: dict[str, Principal] = {}  # verified keys; keys are never revoked yet
+        # Verified keys, dropped when the keys actor's version moves (checked at most every
+        # second), so a revoked key is refused by every replica within about a second.
+        self._principals = PrincipalCache(check_every_s=1.0)
         self._timeout = self._settings.serve.request_timeout_s
+        serving = self._settings.serve
+        Admission.configure(
+            Limits(
+                serving.max_ongoing_requests,
+                serving.max_queued_requests,
+                serving.http_timeout_s,
+                serving.retry_after_s,
+            )
+        )
         self._model_info: dict[str, str] | None = None
 
     # -- auth ---------------------------------------------------------------------------------
@@ -131,31 +214,34 @@ class AkashaAPI:
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthenticated("send Authorization: Bearer <API key>")
         key_hash = hash_key(key.strip())
+        if self._principals.check_due():
+            self._principals.observe(await self._call(self._keys.version.remote(), "keys"))
         principal = self._principals.get(key_hash)
         if principal is None:
-            found = await self._call(self._keys.principal.remote(key_hash), "keys")
+            found, version = await self._call(self._keys.principal.remote(key_hash), "keys")
             if found is None:
-                raise Unauthenticated("unknown API key")
-            principal = self._principals[key_hash] = Principal.from_dict(found)
+                raise Unauthenticated("unknown, expired or revoked API key")
+            principal = Principal.from_dict(found)
+            self._principals.put(key_hash, principal, version)
+        if principal.expired(now_utc()):
+            raise Unauthenticated("unknown, expired or revoked API key")
         return principal
 
     async def _call(self, ref, component: str, timeout_s: float | None = None):
-        timeout_s = timeout_s or self._timeout
-        try:
-            return await asyncio.wait_for(ref, timeout_s)
-        except TimeoutError as exc:
-            raise Unavailable(f"{component} did not answer within {timeout_s} s") from exc
-        except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, AkashaError):  # e.g. NotFound raised by the store: its status
-                raise exc.cause from None
-            raise
-        except ray.exceptions.RayActorError as exc:
-            raise Unavailable(f"{component} is not available (restarting?)") from exc
+        return await call(ref, component, timeout_s or self._timeout)
 
     # -- routes -------------------------------------------------------------------------------
 
     @app.get("/healthz")
-    async def healthz(self) -> dict[str, Any]:
+    async def healthz(self, authorization: str | None = Authorization) -> dict[str, Any]:
+        """ok or degraded for anyone; the components (names, counts, errors) need a valid key."""
+        report = await self._health_report()
+        if authorization is None:
+            return {"status": report["status"]}
+        await self._principal(authorization)  # a bad key is a 401, not a silent downgrade
+        return report
+
+    async def _health_report(self) -> dict[str, Any]:
         names = [f"hot-{i}" for i in range(len(self._shards))]
         checks = [shard.stats.remote() for shard in self._shards]
         checks += [
@@ -189,7 +275,17 @@ class AkashaAPI:
             elif name == "embedder":
                 components[name] = {"status": "ok", **result}
             elif name == "timeseries":
-                components[name] = {"status": "ok", "flavour": result["flavour"]}
+                # "failing": the store refuses writes (points kept, retried) or refreshes.
+                components[name] = {
+                    "status": result.get("status", "ok"),
+                    "flavour": result.get("flavour"),
+                    "pending_points": result.get("pending_points", 0),
+                    **(
+                        {"error": result["error"], "failing_since": result["failing_since"]}
+                        if result.get("status") == "failing"
+                        else {}
+                    ),
+                }
             elif name == "graph":
                 components[name] = {"status": "ok", "backend": result}
             elif name == "warm":
@@ -207,6 +303,12 @@ class AkashaAPI:
         healthy = all(c["status"] == "ok" for c in components.values())
         return {"status": "ok" if healthy else "degraded", "components": components}
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(self) -> PlainTextResponse:
+        """Prometheus text format, without a key: no label names a system, key or memory."""
+        body = await observability.scrape(await self._health_report())
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
     @app.post("/v1/memories", status_code=201, response_model=IngestResponse)
     async def ingest(
         self, body: IngestRequest, authorization: str | None = Authorization
@@ -220,21 +322,14 @@ class AkashaAPI:
         )
         now = now_utc()
         batch = build_batch(body.memories, vectors, now=now, **model)
-        systems = batch.column("system_id").to_pylist()
-        stored = await self._call(self._tiers.insert(batch, now), "tiers")
         ids = batch.column("id").to_pylist()
-        links = [
-            self._graph.link_memories.remote(memory_id, m.entities)
+        entities = {
+            memory_key(m.system_id, memory_id): m.entities
             for memory_id, m in zip(ids, body.memories, strict=True)
             if m.entities
-        ]
-        if links:
-            await self._call(asyncio.gather(*links), "graph")
-        system_of = dict(zip(ids, systems, strict=True))
-        new = Counter(system_of[memory_id] for memory_id in stored)
-        self._record(self_metrics.ingested(new, now_utc()))
-        await self._sample_tier_sizes()
-        return IngestResponse(ids=ids)
+        }
+        stored = await self._memories.ingest(batch, entities, now)
+        return IngestResponse(ids=stored.ids)
 
     @app.post("/v1/search", response_model=SearchResponse)
     async def search(
@@ -247,55 +342,67 @@ class AkashaAPI:
             principal.require_systems(system_ids, "system_ids")
         elif not principal.admin:
             system_ids = sorted(principal.system_ids)
-        if body.query is not None:
+        if body.mode == "keyword":
+            vector = None  # BM25 alone: no embedding to wait for
+        elif body.query is not None:
             vector = await self._embedder.embed_query.remote(body.query)
         else:
             vector = normalize(np.asarray(body.vector, dtype=np.float32))
-        only_ids = None
+        only_keys = None
         if body.entity_id is not None:
-            only_ids = await self._call(self._graph.entity_memories.remote(body.entity_id), "graph")
-        asked = await self._tiers.plan(body.start, now_utc(), body.include_cold)
-        if only_ids is not None:
-            asked = ["hot"]  # the id filter reaches the hot index only (see README)
-        query = (vector, body.limit, system_ids, body.start, body.end)
-        calls = {
-            tier: (
-                (lambda: self._tiers.search_hot(*query, only_ids))
-                if tier == "hot"
-                else (lambda tier=tier: self._tiers.search_other(tier, *query))
+            call_ = self._graph.entity_memories.remote(
+                body.entity_id, system_ids, None, ENTITY_SEARCH_MEMORIES
             )
-            for tier in asked
-        }
-        answers = await ask_tiers(calls, self._timeout)
-        hits = merge_hits((a.hits for a in answers.values()), body.limit)
+            only_keys, _ = await self._call(call_, "graph")
+        found = await self._memories.search(
+            vector,
+            body.limit,
+            system_ids,
+            body.start,
+            body.end,
+            body.include_cold,
+            only_keys,
+            mode=body.mode,
+            text=body.query,
+        )
         tiers = [
             TierReport(tier=t, latency_ms=a.latency_ms, hits=len(a.hits), error=a.error)
-            for t, a in answers.items()
+            for t, a in found.answers.items()
         ]
-        self._record(self_metrics.searched(system_ids, tiers, now_utc()))
         return SearchResponse(
-            results=[SearchHit(**_hit_fields(h)) for h in hits],
+            results=[SearchHit(**_hit_fields(h)) for h in found.hits],
             tiers=tiers,
             partial=any(t.error for t in tiers),
         )
 
     @app.get("/v1/memories/{memory_id}", response_model=Memory)
-    async def get_memory(self, memory_id: str, authorization: str | None = Authorization) -> Memory:
+    async def get_memory(
+        self,
+        memory_id: MemoryId,
+        system_id: SystemParam = None,
+        authorization: str | None = Authorization,
+    ) -> Memory:
         principal = await self._principal(authorization)
         principal.require("read")
-        _, tier, row = (await self._find(memory_id, principal))[0]
+        key = memory_key(_system_of(principal, system_id), memory_id)
+        copies = await self._memories.find(key)
+        if not copies:
+            raise NotFound(f"no memory {memory_id!r}")
+        tier, row = copies[0]
         return Memory(tier=tier, **row)
 
     @app.delete("/v1/memories/{memory_id}", status_code=204)
     async def delete_memory(
-        self, memory_id: str, authorization: str | None = Authorization
+        self,
+        memory_id: MemoryId,
+        system_id: SystemParam = None,
+        authorization: str | None = Authorization,
     ) -> Response:
         principal = await self._principal(authorization)
         principal.require("write")
-        copies = await self._find(memory_id, principal)
-        deletes = [owner.delete_many.remote([memory_id]) for owner, _, _ in copies]
-        await self._call(asyncio.gather(*deletes), "tiers")
-        await self._call(self._graph.unlink_memory.remote(memory_id), "graph")
+        key = memory_key(_system_of(principal, system_id), memory_id)
+        if not await self._memories.delete(key):
+            raise NotFound(f"no memory {memory_id!r}")
         return Response(status_code=204)
 
     @app.post("/v1/keys", status_code=201, response_model=KeyResponse)
@@ -304,10 +411,32 @@ class AkashaAPI:
     ) -> KeyResponse:
         principal = await self._principal(authorization)
         principal.require_admin()
-        key = await self._call(self._keys.create.remote(body.system_ids, body.scopes), "keys")
-        return KeyResponse(
-            key=key, system_ids=sorted(set(body.system_ids)), scopes=sorted(set(body.scopes))
+        created = await self._call(
+            self._keys.create.remote(
+                body.system_ids,
+                body.scopes,
+                body.expires_at,
+                request_id=observability.request_id(),
+            ),
+            "keys",
         )
+        return KeyResponse(**{k: created[k] for k in KeyResponse.model_fields})
+
+    @app.get("/v1/keys", response_model=KeyList)
+    async def list_keys(self, authorization: str | None = Authorization) -> KeyList:
+        (await self._principal(authorization)).require_admin()
+        return KeyList(keys=await self._call(self._keys.list_keys.remote(), "keys"))
+
+    @app.delete("/v1/keys/{key_id}", status_code=204)
+    async def revoke_key(
+        self,
+        key_id: Annotated[str, Path(pattern=KEY_ID_PATTERN)],
+        authorization: str | None = Authorization,
+    ) -> Response:
+        (await self._principal(authorization)).require_admin()
+        revoke = self._keys.revoke.remote(key_id, request_id=observability.request_id())
+        await self._call(revoke, "keys")
+        return Response(status_code=204)
 
     @app.post("/v1/metrics", status_code=202)
     async def write_metrics(
@@ -336,40 +465,56 @@ class AkashaAPI:
         buckets = await self._call(self._timeseries.query.remote(query), "timeseries")
         return QueryResponse(buckets=buckets)
 
-    # -- knowledge graph: shared by every system; read and write scopes apply ------------------
+    # -- knowledge graph: entities and relationships belong to systems, or are shared (admin) --
+    # Rules in akasha_ray.graph.access; what a key may not read answers 404, as an unknown id.
 
     @app.post("/v1/graph/entities", status_code=201)
     async def upsert_entities(
         self, body: EntitiesRequest, authorization: str | None = Authorization
     ) -> dict[str, int]:
-        (await self._principal(authorization)).require("write")
-        count = await self._call(self._graph.upsert_entities.remote(body.entities), "graph")
+        principal = await self._principal(authorization)
+        principal.require("write")
+        entities = access.owned_entities(principal, body.entities)
+        count = await self._call(self._graph.upsert_entities.remote(entities), "graph")
         return {"upserted": count}
 
     @app.post("/v1/graph/relationships", status_code=201)
     async def upsert_relationships(
         self, body: RelationshipsRequest, authorization: str | None = Authorization
     ) -> dict[str, int]:
-        (await self._principal(authorization)).require("write")
-        call = self._graph.upsert_relationships.remote(body.relationships)
-        return {"upserted": await self._call(call, "graph")}
+        principal = await self._principal(authorization)
+        principal.require("write")
+        relationships = access.owned_relationships(principal, body.relationships)
+        call_ = self._graph.upsert_relationships.remote(relationships)
+        return {"upserted": await self._call(call_, "graph")}
 
     @app.get("/v1/graph/entities/{entity_id}", response_model=Entity)
     async def get_entity(
-        self, entity_id: EntityId, authorization: str | None = Authorization
+        self,
+        entity_id: EntityId,
+        system_id: GraphSystemParam = None,
+        authorization: str | None = Authorization,
     ) -> Entity:
-        (await self._principal(authorization)).require("read")
-        entity = await self._call(self._graph.get_entity.remote(entity_id), "graph")
+        principal = await self._principal(authorization)
+        principal.require("read")
+        home, _ = access.read_scope(principal, system_id)
+        entity = await self._call(self._graph.get_entity.remote(entity_id, home), "graph")
         if entity is None:
             raise NotFound(f"no entity {entity_id!r}")
         return entity
 
     @app.delete("/v1/graph/entities/{entity_id}", status_code=204)
     async def delete_entity(
-        self, entity_id: EntityId, authorization: str | None = Authorization
+        self,
+        entity_id: EntityId,
+        system_id: GraphSystemParam = None,
+        authorization: str | None = Authorization,
     ) -> Response:
-        (await self._principal(authorization)).require("write")
-        if not await self._call(self._graph.delete_entity.remote(entity_id), "graph"):
+        """Deletes exactly the entity of `system_id` (the admin's default: the shared one)."""
+        principal = await self._principal(authorization)
+        principal.require("write")
+        owner = access.owner(principal, system_id)
+        if not await self._call(self._graph.delete_entity.remote(entity_id, owner), "graph"):
             raise NotFound(f"no entity {entity_id!r}")
         return Response(status_code=204)
 
@@ -381,11 +526,16 @@ class AkashaAPI:
         types: Annotated[str | None, Query(description="Comma-separated types.")] = None,
         as_of: Annotated[UtcDatetime | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        system_id: GraphSystemParam = None,
         authorization: str | None = Authorization,
     ) -> Neighborhood:
-        (await self._principal(authorization)).require("read")
-        call = self._graph.neighbors.remote(entity_id, depth, _types(types), as_of, limit)
-        return await self._call(call, "graph")
+        principal = await self._principal(authorization)
+        principal.require("read")
+        home, visible = access.read_scope(principal, system_id)
+        call_ = self._graph.neighbors.remote(
+            entity_id, depth, _types(types), as_of, limit, system_id=home, visible=visible
+        )
+        return await self._call(call_, "graph")
 
     @app.get("/v1/graph/path", response_model=PathResult)
     async def path(
@@ -396,50 +546,90 @@ class AkashaAPI:
         types: Annotated[str | None, Query(description="Comma-separated types.")] = None,
         as_of: Annotated[UtcDatetime | None, Query()] = None,
         directed: bool = False,
+        system_id: GraphSystemParam = None,
         authorization: str | None = Authorization,
     ) -> PathResult:
-        (await self._principal(authorization)).require("read")
-        call = self._graph.shortest_path.remote(
-            source, target, max_hops, _types(types), as_of, directed
+        principal = await self._principal(authorization)
+        principal.require("read")
+        home, visible = access.read_scope(principal, system_id)
+        call_ = self._graph.shortest_path.remote(
+            source,
+            target,
+            max_hops,
+            _types(types),
+            as_of,
+            directed,
+            system_id=home,
+            visible=visible,
         )
-        return await self._call(call, "graph")
+        return await self._call(call_, "graph")
 
     @app.get("/v1/graph/entities/{entity_id}/memories")
     async def entity_memories(
-        self, entity_id: EntityId, authorization: str | None = Authorization
-    ) -> dict[str, list[Memory]]:
+        self,
+        entity_id: EntityId,
+        system_id: Annotated[
+            Name | None,
+            Query(description="Only this system's memories; default: every system of the key."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_MEMORIES_PAGE)] = DEFAULT_MEMORIES_PAGE,
+        cursor: Annotated[
+            str | None, Query(max_length=300, description="`next_cursor` of the page before.")
+        ] = None,
+        authorization: str | None = Authorization,
+    ) -> dict[str, Any]:
+        """Memories in the hot tier that mention the entity id, a page at a time in key order."""
         principal = await self._principal(authorization)
         principal.require("read")
-        ids = await self._call(self._graph.entity_memories.remote(entity_id), "graph")
+        systems = access.memory_systems(principal, system_id)
+        call_ = self._graph.entity_memories.remote(entity_id, systems, cursor, limit)
+        keys, next_cursor = await self._call(call_, "graph")
+        parts = self._tiers.by_shard(keys)
         rows = await self._call(
-            asyncio.gather(*(s.get_many.remote(ids) for s in self._shards)), "hot shards"
+            asyncio.gather(*(self._shards[i].get_many.remote(k) for i, k in parts.items())),
+            "hot shards",
         )
-        visible = [r for part in rows for r in part if principal.may_see(r["system_id"])]
-        visible.sort(key=lambda r: (r["created_at"], r["id"]))
-        return {"memories": [Memory(tier="hot", **r) for r in visible]}
+        found = {memory_key(r["system_id"], r["id"]): r for part in rows for r in part}
+        memories = [
+            Memory(tier="hot", **found[k])
+            for k in keys
+            if k in found and principal.may_see(found[k]["system_id"])
+        ]
+        return {"memories": memories, "next_cursor": next_cursor}
 
     @app.get("/v1/tiers")
     async def tiers(self, authorization: str | None = Authorization) -> dict[str, Any]:
-        """Per tier: how many memories, the oldest and newest, bytes on disk (None: unknown); the
-        hot window in force and the last migration pass."""
-        (await self._principal(authorization)).require("read")
+        """Per tier: how many memories of the key's systems, the oldest and newest (the admin:
+        every system, and bytes on disk, None: unknown); the hot window in force (the admin:
+        and the last migration pass). From counters each store keeps on write: no scan."""
+        principal = await self._principal(authorization)
+        principal.require("read")
+        systems = None if principal.admin else sorted(principal.system_ids)
         hot, warm, cold, migration = await self._call(
             asyncio.gather(
-                asyncio.gather(*(s.stats.remote() for s in self._shards)),
-                _awaitable(self._tiers.warm.stats.remote()),
-                _awaitable(self._tiers.cold.stats.remote()),
+                self._hot_summaries(systems),
+                _awaitable(self._tiers.warm.summary.remote(systems)),
+                _awaitable(self._tiers.cold.summary.remote(systems)),
                 _awaitable(self._tiers.migrator.status.remote()),
             ),
             "tiers",
         )
+        admin = principal.admin
+        if not admin:  # a pass's counts are every system's
+            migration = {k: migration[k] for k in ("hot_window", "every_s")}
         return {
             "tiers": [
-                _tier_summary("hot", hot),
-                _tier_summary("warm", [warm]),
-                _tier_summary("cold", [cold]),
+                _tier_summary("hot", hot, admin),
+                _tier_summary("warm", [warm], admin),
+                _tier_summary("cold", [cold], admin),
             ],
             "migration": migration,
         }
+
+    async def _hot_summaries(self, systems: list[str] | None) -> list[dict[str, Any]]:
+        """Each shard's summary of the systems it owns (None: every system, every shard)."""
+        plan = plan_hot(systems, len(self._shards))
+        return await asyncio.gather(*(self._shards[i].summary.remote(s) for i, s in plan.items()))
 
     @app.post("/v1/tiers/migrate")
     async def migrate(self, authorization: str | None = Authorization) -> dict[str, Any]:
@@ -451,37 +641,32 @@ class AkashaAPI:
 
     @app.get("/v1/stats")
     async def stats(self, authorization: str | None = Authorization) -> dict[str, Any]:
+        """The admin: each hot shard's counts and size. A scoped key: per system of its own,
+        each tier's count, oldest and newest. From counters kept on write: no scan."""
         principal = await self._principal(authorization)
-        principal.require_admin()
+        principal.require("read")
+        if not principal.admin:
+            return {"systems": await self._call(self._system_stats(principal), "tiers")}
         shards = await self._call(
             asyncio.gather(*(s.stats.remote() for s in self._shards)), "hot shards"
         )
         return {"hot": [{"shard": i, **s} for i, s in enumerate(shards)]}
 
+    async def _system_stats(self, principal: Principal) -> list[dict[str, Any]]:
+        systems = sorted(principal.system_ids)
+        shard = self._tiers.shard_index
+        per_tier = [
+            [self._shards[shard(s)].summary.remote([s]) for s in systems],
+            [self._tiers.warm.summary.remote([s]) for s in systems],
+            [self._tiers.cold.summary.remote([s]) for s in systems],
+        ]
+        hot, warm, cold = await asyncio.gather(*(asyncio.gather(*calls) for calls in per_tier))
+        return [
+            {"system_id": s, "hot": h, "warm": w, "cold": c}
+            for s, h, w, c in zip(systems, hot, warm, cold, strict=True)
+        ]
+
     # -- helpers ------------------------------------------------------------------------------
-
-    async def _find(self, memory_id: str, principal: Principal):
-        """Every copy of a memory this principal may see, in any tier; 404 otherwise."""
-        copies = await self._call(self._tiers.find(memory_id), "tiers")
-        visible = [c for c in copies if principal.may_see(c[2]["system_id"])]
-        if not visible:
-            raise NotFound(f"no memory {memory_id!r}")
-        return visible
-
-    def _record(self, points: list) -> None:
-        """Write Akasha's own metrics without making the request wait for (or fail on) them."""
-        if points:
-            self._timeseries.write.remote(PointBatch.from_points(points))
-
-    async def _sample_tier_sizes(self) -> None:
-        if time.monotonic() - self._sizes_sampled_at < TIER_SIZES_EVERY_S:
-            return
-        self._sizes_sampled_at = time.monotonic()
-        counts = await self._call(
-            asyncio.gather(*(s.system_counts.remote() for s in self._shards)), "hot shards"
-        )
-        merged = {system: n for part in counts for system, n in part.items()}
-        self._record(self_metrics.tier_sizes("hot", merged, now_utc()))
 
     async def _model(self) -> dict[str, str]:
         if self._model_info is None:

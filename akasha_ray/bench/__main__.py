@@ -1,4 +1,5 @@
-"""`python -m akasha_ray.bench <hot|warm|window|graph|timeseries> [options]`: JSON on stdout."""
+"""`python -m akasha_ray.bench <hot|warm|window|graph|timeseries|bounded> [options]`: JSON on
+stdout."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import sys
 
 BENCHMARKS = {
     "hot": "akasha_ray.bench.hot",
+    "encode": "akasha_ray.bench.encode",
     "graph": "akasha_ray.bench.graph",
     "timeseries": "akasha_ray.bench.timeseries",
     "warm": "akasha_ray.bench.warm",
     "window": "akasha_ray.bench.window",
+    "bounded": "akasha_ray.bench.bounded",
+    "recall": "akasha_ray.bench.recall",
 }
 
 

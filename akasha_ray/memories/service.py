@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from akasha_ray import self_metrics
+from akasha_ray import observability, self_metrics
 from akasha_ray.config import Settings
 from akasha_ray.errors import AkashaError, Conflict, Unavailable
 from akasha_ray.hot_window import READ_TTL_S, HotWindow
@@ -33,8 +33,17 @@ from akasha_ray.identity import key_array, keys_of, split_key
 from akasha_ray.memories.peers import TIMESERIES, Peers, find
 from akasha_ray.memories.placement import by_tier
 from akasha_ray.memories.tombstones import Tombstones
-from akasha_ray.models import Tier, TierReport, now_utc
-from akasha_ray.search import PartialTier, TierAnswer, ask_tiers, merge_hits, plan_hot
+from akasha_ray.models import SearchMode, Tier, TierReport, now_utc
+from akasha_ray.search import (
+    HYBRID_DEPTH,
+    PartialTier,
+    TierAnswer,
+    ask_tiers,
+    fuse,
+    merge_hits,
+    merge_keyword_hits,
+    plan_hot,
+)
 from akasha_ray.tiers import TierWindows
 from akasha_ray.timeseries import PointBatch
 
@@ -120,6 +129,7 @@ class MemoryService:
                 await self._undo(parts, write_id)
                 raise
         systems = Counter(split_key(k)[0] for k in new_keys)
+        observability.count_ingested(_per_tier(parts, new_keys))
         self._record(self_metrics.ingested(systems, now_utc()))
         await self._sample_tier_sizes()
         return Ingested(ids=ids, new_keys=new_keys)
@@ -232,29 +242,36 @@ class MemoryService:
 
     async def search(
         self,
-        vector: np.ndarray,
+        vector: np.ndarray | None,
         limit: int,
         system_ids: list[str] | None,
         start: datetime | None,
         end: datetime | None,
         include_cold: bool = False,
         only_keys: list[str] | None = None,
+        mode: SearchMode = "vector",
+        text: str | None = None,
     ) -> Found:
-        """Every tier the range reaches, in parallel; merged by similarity, one hit per key."""
+        """Every tier the range reaches, in parallel, one hit per key: merged by similarity
+        ("vector"), by BM25 over `text` ("keyword"), or both rankings fused ("hybrid", see
+        `search.fuse`). Each hit's `score` is what it ranks by."""
         asked = await self.plan(start, now_utc(), include_cold)
         if only_keys is not None:
             asked = ["hot"]  # the key filter reaches the hot index only (see README)
-        query = (vector, limit, system_ids, start, end)
-        calls = {
-            tier: (
-                (lambda: self._search_hot(*query, only_keys))
-                if tier == "hot"
-                else (lambda tier=tier: self._search_other(tier, *query))
-            )
-            for tier in asked
-        }
+        depth = max(limit, HYBRID_DEPTH) if mode == "hybrid" else limit
+        by_vector = (vector, depth, system_ids, start, end)
+        by_text = (text, depth, system_ids, start, end)
+        calls = {}
+        for tier in asked:
+            sides = []
+            if mode != "keyword":
+                sides.append(self._side(tier, "search", by_vector, only_keys))
+            if mode != "vector":
+                sides.append(self._side(tier, "search_keywords", by_text, only_keys))
+            calls[tier] = lambda sides=sides: _both(sides)
         answers = await ask_tiers(calls, self._timeout)
-        hits = merge_hits((a.hits for a in answers.values()), limit)
+        observability.observe_tiers(answers)
+        hits = _ranked([h for a in answers.values() for h in a.hits], mode, limit)
         reports = [
             TierReport(tier=t, latency_ms=a.latency_ms, hits=len(a.hits), error=a.error)
             for t, a in answers.items()
@@ -262,11 +279,21 @@ class MemoryService:
         self._record(self_metrics.searched(system_ids, reports, now_utc()))
         return Found(hits=hits, answers=answers)
 
-    async def _search_hot(self, vector, limit, system_ids, start, end, only_keys) -> list[dict]:
+    def _side(self, tier: Tier, method: str, query: tuple, only_keys: list[str] | None):
+        """One ranking's call to one tier (`method`: "search" or "search_keywords")."""
+        if tier == "hot":
+            return self._search_hot(*query, only_keys, method=method)
+        return self._search_other(tier, *query, method=method)
+
+    async def _search_hot(
+        self, vector, limit, system_ids, start, end, only_keys, method: str = "search"
+    ) -> list[dict]:
         """Every shard holding the systems asked; a failed shard makes the answer partial."""
         plan = plan_hot(system_ids, len(self.peers.shards))
         calls = [
-            self.peers.shards[i].search.remote(vector, limit, systems, start, end, only_keys)
+            getattr(self.peers.shards[i], method).remote(
+                vector, limit, systems, start, end, only_keys
+            )
             for i, systems in plan.items()
         ]
         parts = await asyncio.gather(*calls, return_exceptions=True)
@@ -276,9 +303,11 @@ class MemoryService:
             raise PartialTier(f"{', '.join(failed)} did not answer", _tagged(hits, "hot"))
         return _tagged(hits, "hot")
 
-    async def _search_other(self, tier, vector, limit, system_ids, start, end) -> list[dict]:
-        hits = await self.peers.tier(tier).search.remote(vector, limit, system_ids, start, end)
-        return _tagged(hits, tier)
+    async def _search_other(
+        self, tier, vector, limit, system_ids, start, end, method: str = "search"
+    ) -> list[dict]:
+        owner = getattr(self.peers.tier(tier), method)
+        return _tagged(await owner.remote(vector, limit, system_ids, start, end), tier)
 
     # -- self-metrics ------------------------------------------------------------------------
 
@@ -353,6 +382,43 @@ def _split_hot(parts: dict[Tier, pa.Table], peers: Peers) -> dict[Any, pa.Table]
 
 async def _awaited(ref):
     return await ref
+
+
+def _per_tier(parts: dict[Any, pa.Table], new_keys: list[str]) -> dict[str, int]:
+    """New memories per tier (an int part is a hot shard), for the ingest counter."""
+    new = set(new_keys)
+    counts: Counter[str] = Counter()
+    for where, part in parts.items():
+        tier = "hot" if isinstance(where, int) else str(where)
+        counts[tier] += sum(key in new for key in keys_of(part))
+    return dict(counts)
+
+
+async def _both(sides: list) -> list[dict]:
+    """The hits of a tier's rankings together (a keyword hit carries `bm25`); one that failed
+    makes the tier's answer partial, keeping the other's hits."""
+    if len(sides) == 1:
+        return await sides[0]
+    parts = await asyncio.gather(*sides, return_exceptions=True)
+    hits = [h for p in parts if not isinstance(p, BaseException) for h in p]
+    errors = [p for p in parts if isinstance(p, BaseException)]
+    hits += [h for e in errors if isinstance(e, PartialTier) for h in e.hits]
+    if not errors:
+        return hits
+    if hits or all(isinstance(e, PartialTier) for e in errors):
+        told = [e if isinstance(e, PartialTier) else f"{type(e).__name__}: {e}" for e in errors]
+        raise PartialTier("; ".join(map(str, told))[:300], hits)
+    raise errors[0]
+
+
+def _ranked(hits: list[dict], mode: SearchMode, limit: int) -> list[dict]:
+    by_keyword = merge_keyword_hits([[h for h in hits if "bm25" in h]], max(limit, HYBRID_DEPTH))
+    by_vector = merge_hits([[h for h in hits if "bm25" not in h]], max(limit, HYBRID_DEPTH))
+    if mode == "vector":
+        return [{**h, "score": h["similarity"]} for h in by_vector[:limit]]
+    if mode == "keyword":
+        return [{**h, "similarity": None, "score": h["bm25"]} for h in by_keyword[:limit]]
+    return fuse(by_vector, by_keyword, limit)
 
 
 def _tagged(hits: list[dict], tier: Tier) -> list[dict]:

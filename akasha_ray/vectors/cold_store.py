@@ -54,6 +54,8 @@ from akasha_ray.objects.local import LocalObjectStore
 from akasha_ray.records import SCHEMA
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
+from akasha_ray.vectors.keyword_index import exact_top_k
+from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 
 PREFIX = "cold"
 HINT_FILES_MAX = 64
@@ -76,6 +78,8 @@ class ColdStore:
         self.prefix = prefix.strip("/")
         self._write_lock = asyncio.Lock()
         self._hint_cache: dict[str, pa.Table] = {}  # hint files never change: fetch each once
+        # Per-system counts kept on write: a system's files are read once, on its first summary.
+        self.summaries = Summaries()
 
     @classmethod
     def open(cls, config: ObjectsConfig, data_dir: Path) -> ColdStore:
@@ -106,6 +110,10 @@ class ColdStore:
             )
             await self.objects.put(self._hint_key(), _parquet(hints))  # hints first: see above
             await _gather_limited([self.objects.put(key, _parquet(part)) for key, part in files])
+            self.summaries.added(
+                batch.column("system_id").to_pylist(),
+                pc.cast(batch["created_at"], pa.int64()).to_pylist(),
+            )
             await self._merge_hints_if_many()
         return keys_of(batch)
 
@@ -129,10 +137,15 @@ class ColdStore:
                 hit = pc.is_in(key_array(table), pa.array(wanted, pa.string()))
                 if not pc.any(hit).as_py():
                     continue
-                removed.update(keys_of(table.filter(hit)))
+                gone = table.filter(hit)
+                removed.update(keys_of(gone))
                 # Replaced, never removed (even when empty): a reader that listed the file
                 # can still open it.
                 await self.objects.put(file, _parquet(table.filter(pc.invert(hit))))
+                self.summaries.removed(
+                    gone.column("system_id").to_pylist(),
+                    pc.cast(gone["created_at"], pa.int64()).to_pylist(),
+                )
         return [k for k in wanted if k in removed]
 
     # -- reads -------------------------------------------------------------------------------------
@@ -180,8 +193,10 @@ class ColdStore:
         system_ids: Sequence[str] | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        max_files: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Exact top-k by cosine over the files of the matching partitions, best first."""
+        """Exact top-k by cosine over the files of the matching partitions, best first; more
+        than `max_files` files to read is InvalidInput naming `start` (narrow the range)."""
         if k <= 0 or (system_ids is not None and not system_ids):
             return []
         if start is not None and end is not None and start > end:
@@ -189,6 +204,12 @@ class ColdStore:
         keys = await self._partition_keys(system_ids, start, end)
         if not keys:
             return []
+        if max_files is not None and len(keys) > max_files:
+            raise InvalidInput(
+                f"a cold search of this range reads {len(keys)} files, more than "
+                f"tiers.cold_search_max_files ({max_files}): narrow start and end, or system_ids",
+                field="start",
+            )
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         async with self._readable(keys) as paths:
             found = await asyncio.to_thread(
@@ -200,6 +221,41 @@ class ColdStore:
             rows = await asyncio.to_thread(_rows_in, holding, [key for key, _, _ in found])
         by_key = {row_key(row): row for row in rows}
         return [{**by_key[key], "similarity": score} for key, _, score in found if key in by_key]
+
+    async def search_keywords(
+        self,
+        text: str,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        max_files: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Exact BM25 top-k (`keyword_index`) over the rows of the matching partitions that pass
+        the filters, best first; each hit's `bm25` is its score. `max_files` as in `search`."""
+        if k <= 0 or (system_ids is not None and not system_ids):
+            return []
+        if start is not None and end is not None and start > end:
+            return []
+        keys = await self._partition_keys(system_ids, start, end)
+        if not keys:
+            return []
+        if max_files is not None and len(keys) > max_files:
+            raise InvalidInput(
+                f"a cold search of this range reads {len(keys)} files, more than "
+                f"tiers.cold_search_max_files ({max_files}): narrow start and end, or system_ids",
+                field="start",
+            )
+        async with self._readable(keys) as paths:
+            found = await asyncio.to_thread(
+                _keyword_top_k, paths, text, k, system_ids, _opt_us(start), _opt_us(end)
+            )
+            if not found:
+                return []
+            holding = sorted({path for _, path, _ in found})
+            rows = await asyncio.to_thread(_rows_in, holding, [key for key, _, _ in found])
+        by_key = {row_key(row): row for row in rows}
+        return [{**by_key[key], "bm25": score} for key, _, score in found if key in by_key]
 
     async def stats(self) -> dict[str, Any]:
         """count, systems, oldest, newest, bytes and files (reads every file's created_at)."""
@@ -223,6 +279,31 @@ class ColdStore:
             "oldest": None if oldest is None else from_us(oldest),
             "newest": None if newest is None else from_us(newest),
         }
+
+    async def summary(self, system_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """count, oldest, newest over these systems (None: the archive, with its bytes) from
+        counters kept on write; a system's files are read only the first time it is asked for
+        (or after a delete removed its oldest or newest memory)."""
+        async with self._write_lock:  # a load must not race a write it would count twice
+            missing = self.summaries.missing(system_ids)
+            if missing:
+                infos = await self.objects.list_objects(f"{self.prefix}/day=")
+                for key in missing:
+                    self.summaries.set(key, await self._load_summary(key, infos))
+            report = self.summaries.report(system_ids)
+        if system_ids is None:  # a listing (sizes), not a read of the files
+            infos = await self.objects.list_objects(f"{self.prefix}/day=")
+            report["bytes"] = sum(info.size for info in infos if _data(info.key))
+        return report
+
+    async def _load_summary(self, key: str, infos: list[Any]) -> Entry:
+        part = None if key == ALL else _system_part(key)
+        files = [i.key for i in infos if (p := _data(i.key)) is not None and part in (None, p[1])]
+        if not files:
+            return Entry(0, None, None)
+        async with self._readable(files) as paths:
+            rows = await asyncio.to_thread(_system_summary, paths, None if key == ALL else key)
+        return Entry(*rows)
 
     async def close(self) -> None:
         await self.objects.close()
@@ -464,6 +545,33 @@ def _top_k(
     return list(best.values())
 
 
+def _keyword_top_k(
+    paths: list[str],
+    text: str,
+    k: int,
+    system_ids: Sequence[str] | None,
+    start_us: int | None,
+    end_us: int | None,
+) -> list[tuple[str, str, float]]:
+    """(key, path, BM25) of the best k rows passing the filters, best first."""
+    if not paths:
+        return []
+    where, params = _filters(system_ids, start_us, end_us)
+    with duckdb.connect() as db:
+        rows = db.execute(
+            f"SELECT {_KEY_SQL} AS id, filename, content "
+            f"FROM read_parquet($paths, filename = true) WHERE {where}",
+            {"paths": paths, "sep": SEPARATOR, **params},
+        ).fetchall()
+    file_of: dict[str, str] = {}
+    for key, path, _ in rows:  # a crash mid-rewrite could leave a key twice: count it once
+        file_of.setdefault(key, path)
+    first = {key: content for key, _, content in reversed(rows)}
+    keys = list(file_of)
+    found, scores = exact_top_k(keys, [first[key] for key in keys], text, k)
+    return [(key, file_of[key], float(s)) for key, s in zip(found, scores.tolist(), strict=True)]
+
+
 _BY_KEY = f"{_KEY_SQL} IN (SELECT unnest($keys))"
 
 
@@ -525,6 +633,17 @@ def _keys_before(paths: list[str], cutoff_us: int, limit: int) -> list[str]:
             {"paths": paths, "cutoff": cutoff_us, "limit": limit, "sep": SEPARATOR},
         ).fetchall()
     return [row[0] for row in rows]
+
+
+def _system_summary(paths: list[str], system_id: str | None) -> tuple[int, int | None, int | None]:
+    """(rows, least and greatest created_at in us) of one system's rows (None: every row)."""
+    with duckdb.connect() as db:
+        count, oldest, newest = db.execute(
+            "SELECT count(*), min(epoch_us(created_at)), max(epoch_us(created_at)) "
+            "FROM read_parquet($paths) WHERE $system IS NULL OR system_id = $system",
+            {"paths": paths, "system": system_id},
+        ).fetchone()
+    return int(count), oldest, newest
 
 
 def _summary(paths: list[str]) -> tuple[int, int, int | None, int | None]:

@@ -80,6 +80,39 @@ class FlatIndex:
         rows = rows[np.argsort(self._time_us[rows], kind="stable")[:limit]]
         return [self._ids[r] for r in rows]
 
+    def bounds(self, system_id: str | None = None) -> tuple[int, int | None, int | None]:
+        """(rows, least time, greatest time) of one system's live rows (None: every row)."""
+        n = self._size
+        live = self._alive[:n]
+        if system_id is not None:
+            code = self._system_code.get(system_id)
+            if code is None:
+                return 0, None, None
+            live = live & (self._system[:n] == code)
+        times = self._time_us[:n][live]
+        if len(times) == 0:
+            return 0, None, None
+        return len(times), int(times.min()), int(times.max())
+
+    def per_system(self) -> dict[str, tuple[int, int, int]]:
+        """(rows, least time, greatest time) of every system with live rows, in one pass."""
+        n = self._size
+        live = self._alive[:n]
+        codes, times = self._system[:n][live], self._time_us[:n][live]
+        if len(codes) == 0:
+            return {}
+        size = len(self._system_code)
+        counts = np.bincount(codes, minlength=size)
+        least = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
+        greatest = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(least, codes, times)
+        np.maximum.at(greatest, codes, times)
+        return {
+            system: (int(counts[c]), int(least[c]), int(greatest[c]))
+            for system, c in self._system_code.items()
+            if counts[c]
+        }
+
     def search(
         self,
         query: np.ndarray,

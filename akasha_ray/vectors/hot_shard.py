@@ -25,6 +25,8 @@ from akasha_ray.identity import by_key, first_per_key, key_array, keys_of, memor
 from akasha_ray.records import SCHEMA, time_us_of, vectors_of
 from akasha_ray.times import to_us
 from akasha_ray.vectors.flat_index import FlatIndex
+from akasha_ray.vectors.keyword_index import KeywordIndex
+from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 
 _DDL = f"""
 CREATE TABLE IF NOT EXISTS memories (
@@ -74,11 +76,17 @@ class HotShard:
         self._db.execute("SET TimeZone = 'UTC'")
         self._db.execute(_DDL)
         self.index = FlatIndex(DIM)
+        self.keywords = KeywordIndex()  # BM25 beside the vectors, kept in step with them
         self._load_index()
+        # Per-system counts and bounds, kept on write (see summaries.py): stats read these.
+        self.summaries = Summaries(complete=True)
+        for system_id, (count, oldest, newest) in self.index.per_system().items():
+            self.summaries.set(system_id, Entry(count, oldest, newest))
+        self.summaries.set(ALL, Entry(*self.index.bounds()))
 
     def _load_index(self) -> None:
         reader = self._db.execute(
-            "SELECT id, system_id, created_at, embedding FROM memories"
+            "SELECT id, system_id, created_at, embedding, content FROM memories"
         ).fetch_record_batch(rows_per_batch=100_000)
         for batch in reader:
             table = pa.Table.from_batches([batch])
@@ -88,6 +96,7 @@ class HotShard:
                 time_us_of(table),
                 vectors_of(table),
             )
+            self._index_keywords(table)
 
     def insert(self, batch: pa.Table, write_id: str | None = None) -> list[str]:
         """Store the memories whose keys are new and not deleted; returns their keys. A resent
@@ -111,9 +120,10 @@ class HotShard:
         finally:
             self._db.unregister("fresh")
         fresh_keys = keys_of(fresh)
-        self.index.add(
-            fresh_keys, fresh.column("system_id").to_pylist(), time_us_of(fresh), vectors_of(fresh)
-        )
+        systems, times = fresh.column("system_id").to_pylist(), time_us_of(fresh)
+        self.index.add(fresh_keys, systems, times, vectors_of(fresh))
+        self._index_keywords(fresh)
+        self.summaries.added(systems, times.tolist())
         return earlier + fresh_keys
 
     def undo(self, keys: Sequence[str], write_id: str) -> list[str]:
@@ -164,11 +174,14 @@ class HotShard:
         with self._key_table(keys):
             deleted = self._db.execute(
                 f"DELETE FROM memories m USING {_KEYS_VIEW} w "
-                "WHERE m.system_id = w.system_id AND m.id = w.id RETURNING m.system_id, m.id"
+                "WHERE m.system_id = w.system_id AND m.id = w.id "
+                "RETURNING m.system_id, m.id, epoch_us(m.created_at)"
             ).fetchall()
         for key in keys:
             self.index.remove(key)
-        gone = {memory_key(system_id, i) for system_id, i in deleted}
+            self.keywords.remove(key)
+        self.summaries.removed([row[0] for row in deleted], [row[2] for row in deleted])
+        gone = {memory_key(system_id, i) for system_id, i, _ in deleted}
         return [k for k in keys if k in gone]
 
     def bury(self, keys: Sequence[str], when: datetime) -> None:
@@ -259,18 +272,49 @@ class HotShard:
                 hits.append(row)
         return hits
 
+    def search_keywords(
+        self,
+        text: str,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        only_keys: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Exact BM25 top-k (`keyword_index`), filters applied before ranking, best first; each
+        hit's `bm25` is its score."""
+        keys, scores = self.keywords.search(text, k, system_ids, _us(start), _us(end), only_keys)
+        rows = by_key(self.get_many(keys)) if keys else {}
+        return [
+            {**rows[key], "bm25": score}
+            for key, score in zip(keys, scores.tolist(), strict=True)
+            if key in rows
+        ]
+
+    def _index_keywords(self, table: pa.Table) -> None:
+        self.keywords.add(
+            keys_of(table),
+            table.column("system_id").to_pylist(),
+            time_us_of(table),
+            table.column("content").to_pylist(),
+        )
+
+    def summary(self, system_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """count, oldest, newest over these systems (None: the shard, and its bytes on disk),
+        from the counters."""
+        for key in self.summaries.missing(system_ids):  # bounds a delete made stale
+            self.summaries.set(key, Entry(*self.index.bounds(None if key == ALL else key)))
+        report = self.summaries.report(system_ids)
+        if system_ids is None:
+            report["bytes"] = self.path.stat().st_size if self.path.exists() else 0
+        return report
+
     def stats(self) -> dict[str, Any]:
-        count, systems, oldest, newest = self._db.execute(
-            "SELECT count(*), count(DISTINCT system_id), min(created_at), max(created_at) "
-            "FROM memories"
-        ).fetchone()
+        """The shard's summary (counters, no scan), rows indexed and bytes on disk."""
         return {
-            "count": count,
-            "systems": systems,
-            "oldest": oldest,
-            "newest": newest,
+            **self.summary(None),
+            "systems": len(self.summaries.counts()),
             "indexed": len(self.index),
-            "bytes": self.path.stat().st_size if self.path.exists() else 0,
         }
 
     def newest_beyond(self, keep: int) -> datetime | None:
@@ -282,10 +326,7 @@ class HotShard:
         return row[0] if row else None
 
     def system_counts(self) -> dict[str, int]:
-        rows = self._db.execute(
-            "SELECT system_id, count(*) FROM memories GROUP BY system_id"
-        ).fetchall()
-        return dict(rows)
+        return self.summaries.counts()
 
     def close(self) -> None:
         self._db.close()

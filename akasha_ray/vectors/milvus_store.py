@@ -57,7 +57,8 @@ from pymilvus.grpc_gen import milvus_pb2
 
 from akasha_ray.config import WarmConfig
 from akasha_ray.errors import Unavailable
-from akasha_ray.identity import key_array, keys_of
+from akasha_ray.identity import key_array, keys_of, split_key
+from akasha_ray.records import time_us_of
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
 from akasha_ray.vectors.lite_files import LiteFiles
@@ -69,6 +70,7 @@ from akasha_ray.vectors.milvus_rows import (
     insert_requests,
     key_in,
     memory_of,
+    quote,
     table_of,
 )
 from akasha_ray.vectors.milvus_setup import (
@@ -78,6 +80,8 @@ from akasha_ray.vectors.milvus_setup import (
     prepare_collection,
     search_params,
 )
+from akasha_ray.vectors.summaries import ALL, Entry, Summaries
+from akasha_ray.vectors.warm_keywords import WarmKeywords
 
 logger = logging.getLogger("akasha.warm")
 
@@ -120,6 +124,10 @@ class MilvusStore:
         self._write_lock = asyncio.Lock()
         self._unflushed = 0  # rows inserted into Lite since its last flush
         self._coalescer = _Coalescer(self._search_filter, MAX_SEARCH_BATCH)
+        # Per-system counts kept on write; a system is counted by Milvus (a query within its
+        # partition-key bucket) the first time it is asked for, or after a delete.
+        self.summaries = Summaries()
+        self.keywords = WarmKeywords(client, collection)  # BM25 beside Milvus (warm_keywords.py)
 
     @classmethod
     async def open(
@@ -168,6 +176,10 @@ class MilvusStore:
                 # Every row is checked before the first request goes.
                 for request in list(insert_requests(self.collection, batch)):
                     await self._send_insert(request)
+                self.summaries.added(
+                    batch.column("system_id").to_pylist(), time_us_of(batch).tolist()
+                )
+                self.keywords.added(batch)
                 if self._lite_path is not None:
                     self._unflushed += batch.num_rows
             await self._after_lite_write()
@@ -188,11 +200,15 @@ class MilvusStore:
         if not self._unflushed:
             return
         async with self._write_lock:
-            if self._unflushed:
-                with _unavailable("warm flush failed"):
-                    await self._client.flush(self.collection)
-                self._unflushed = 0
-                await self._sync_lite()
+            await self.flush_locked()
+
+    async def flush_locked(self) -> None:
+        """`flush` for a caller holding the write lock."""
+        if self._unflushed:
+            with _unavailable("warm flush failed"):
+                await self._client.flush(self.collection)
+            self._unflushed = 0
+            await self._sync_lite()
 
     async def _after_lite_write(self) -> None:
         """After a write on Lite (under the write lock): if Lite flushed inside it, the rows of
@@ -233,6 +249,9 @@ class MilvusStore:
                 present = set(await self._existing(list(keys)))
                 for chunk in batched(sorted(present), KEY_QUERY_CHUNK):
                     await self._client.delete(self.collection, filter=key_in(chunk))
+                # Times unknown here: the touched systems' bounds are counted again when asked.
+                self.summaries.removed([split_key(k)[0] for k in present])
+                self.keywords.removed(sorted(present))
                 if present and self._lite_path is None:
                     # Milvus 2.3.5 answers a Session read right after a delete with the deleted
                     # row still there (seen with `get`); a Strong read waits until the delete
@@ -288,6 +307,41 @@ class MilvusStore:
         if key.matches_nothing:
             return []
         return await self._coalescer.submit(key, np.asarray(vector, dtype=np.float32))
+
+    async def search_keywords(
+        self,
+        text: str,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Exact BM25 top-k from the warm keyword index (built on first use), filters applied
+        before ranking, best first; each hit's `bm25` is its score."""
+        if k <= 0 or system_ids == [] or (start and end and start > end):
+            return []
+        if self.keywords.index is None:
+            async with self._write_lock:
+                if self.keywords.index is None:
+                    with _unavailable("warm keyword index build failed"):
+                        await self.keywords.build(self._time_bounds)
+        found, scores = self.keywords.index.search(
+            text,
+            k,
+            system_ids,
+            None if start is None else to_us(start),
+            None if end is None else to_us(end),
+        )
+        if not found:
+            return []
+        with _unavailable("warm keyword search failed"):
+            rows = await self._by_keys(found, ["key", *ROW_FIELDS])
+        by_key = {row["key"]: memory_of(row) for row in rows}
+        return [
+            {**by_key[key], "bm25": score}
+            for key, score in zip(found, scores.tolist(), strict=True)
+            if key in by_key
+        ]
 
     async def search_many(
         self,
@@ -347,6 +401,34 @@ class MilvusStore:
             "bytes": _folder_bytes(self._lite_path) if self._lite_path else None,
             "index": asdict(self.index),
         }
+
+    async def summary(self, system_ids: Sequence[str] | None = None) -> dict[str, Any]:
+        """count, oldest, newest over these systems (None: the collection, with Lite's bytes)
+        from counters kept on write; Milvus is asked only for a system not counted yet, or
+        whose bounds a delete made stale."""
+        async with self._write_lock:  # a count must not race a write it would count twice
+            missing = self.summaries.missing(system_ids)
+            if missing:
+                await self.flush_locked()
+            for key in missing:
+                with _unavailable("warm summary failed"):
+                    self.summaries.set(key, await self._load_summary(key))
+            report = self.summaries.report(system_ids)
+        if system_ids is None:
+            report["bytes"] = _folder_bytes(self._lite_path) if self._lite_path else None
+        return report
+
+    async def _load_summary(self, key: str) -> Entry:
+        where = "" if key == ALL else f"system_id == {quote(key)}"
+        rows = await self._client.query(
+            self.collection, filter=where, output_fields=["count(*)"], consistency_level="Strong"
+        )
+        count = int(rows[0]["count(*)"])
+        if count == 0:
+            return Entry(0, None, None)
+        oldest = await self._extreme(min, "<", where)
+        newest = await self._extreme(max, ">", where)
+        return Entry(count, oldest, newest)
 
     async def health(self) -> dict[str, Any]:
         """reachable, collection loaded, index type and build state; never raises."""
@@ -425,14 +507,18 @@ class MilvusStore:
     async def _time_bounds(self) -> tuple[int | None, int | None]:
         return await self._extreme(min, "<"), await self._extreme(max, ">")
 
-    async def _extreme(self, pick: Callable[[Iterable[int]], int], beyond: str) -> int | None:
+    async def _extreme(
+        self, pick: Callable[[Iterable[int]], int], beyond: str, where: str = ""
+    ) -> int | None:
         """The least (or greatest) created_at. Milvus 2.3 and Lite have no min/max or ORDER BY,
         so: take a page of times, then a page of those beyond its extreme, until none are left.
         A page is any 16,384 rows, so each round leaves about 1/16,384 of the rows: two or three
         rounds, where bisecting on existence took about 100 queries (each a scan on Lite)."""
         bound: int | None = None
         while True:
-            expression = "" if bound is None else f"created_at {beyond} {bound}"
+            first = bound is None
+            terms = [t for t in (where, not first and f"created_at {beyond} {bound}") if t]
+            expression = " and ".join(f"({t})" for t in terms)
             rows = await self._client.query(
                 self.collection,
                 filter=expression,
@@ -443,7 +529,7 @@ class MilvusStore:
             if not rows:
                 return bound
             bound = pick(int(row["created_at"]) for row in rows)
-            if len(rows) < MAX_QUERY_WINDOW and expression == "":
+            if len(rows) < MAX_QUERY_WINDOW and first:
                 return bound  # that page was every row
 
 

@@ -50,3 +50,13 @@ def akasha(ray_cluster, tmp_path_factory):
 def admin(akasha):
     with AkashaClient(akasha["url"], akasha["admin_key"]) as client:
         yield client
+
+
+def pytest_collection_modifyitems(items):
+    """The fuzz suite writes random memories, entities and metrics into the shared deployment:
+    it runs after every other e2e test."""
+    fuzz = [item for item in items if item.path.name == "test_fuzz.py"]
+    rest = [item for item in items if item.path.name != "test_fuzz.py"]
+    e2e = [n for n, item in enumerate(rest) if "e2e" in item.path.parts]
+    cut = e2e[-1] + 1 if e2e else len(rest)
+    items[:] = rest[:cut] + fuzz + rest[cut:]

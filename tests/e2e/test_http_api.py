@@ -39,8 +39,10 @@ def _http(akasha, key=None):
     return httpx.Client(base_url=akasha["url"], headers=headers, timeout=60)
 
 
-def test_health_needs_no_key(akasha):
-    body = httpx.get(f"{akasha['url']}/healthz").json()
+def test_health_says_ok_to_anyone_and_the_components_to_a_key(akasha):
+    assert httpx.get(f"{akasha['url']}/healthz").json() == {"status": "ok"}
+    headers = {"Authorization": f"Bearer {akasha['admin_key']}"}
+    body = httpx.get(f"{akasha['url']}/healthz", headers=headers).json()
     assert body["status"] == "ok"
     assert {"hot-0", "hot-1", "embedder", "keys", "timeseries", "graph", "migrator"} <= set(
         body["components"]

@@ -135,5 +135,6 @@ def test_akasha_records_its_own_metrics(akasha, admin):
             lambda b: b["buckets"],
         )
         assert latency["buckets"] and latency["buckets"][0]["min"] >= 0
-    health = httpx.get(f"{akasha['url']}/healthz").json()
+    headers = {"Authorization": f"Bearer {akasha['admin_key']}"}
+    health = httpx.get(f"{akasha['url']}/healthz", headers=headers).json()
     assert health["components"]["timeseries"]["flavour"].startswith("duckdb")

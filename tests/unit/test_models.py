@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
@@ -6,6 +8,13 @@ from akasha_ray.models import IngestRequest, KeyRequest, MemoryIn, SearchRequest
 
 def _loc(exc: ValidationError) -> list[str]:
     return [".".join(map(str, e["loc"])) for e in exc.errors()]
+
+
+def _deep(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
 
 
 def _memory(**overrides):
@@ -82,3 +91,56 @@ def test_metadata_is_bounded():
     with pytest.raises(ValidationError) as caught:
         MemoryIn(**_memory(metadata={"k": "v" * 70_000}))
     assert "metadata" in _loc(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"content": "hi \ud800"}, "content"),
+        ({"metadata": {"k": "\ud800"}}, "metadata"),
+        ({"metadata": {"\udc00": 1}}, "metadata"),
+        ({"metadata": {"k": [float("nan")]}}, "metadata"),
+        ({"metadata": {"k": float("inf")}}, "metadata"),
+        ({"metadata": {"a": {"b": [{}] * 3}} | {"deep": _deep(40)}}, "metadata"),
+        ({"id": "a\ud800"}, "id"),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),  # below year 1 in UTC
+        ({"created_at": "9999-12-31T23:59:59-01:00"}, "created_at"),  # beyond 9999 in UTC
+        ({"created_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()}, "created_at"),
+    ],
+)
+def test_hostile_memory_names_the_field(overrides, field):
+    with pytest.raises(ValidationError) as caught:
+        MemoryIn(**_memory(**overrides))
+    assert _loc(caught.value) == [field]
+
+
+def test_memory_may_be_dated_a_little_ahead():
+    soon = datetime.now(UTC) + timedelta(hours=12)
+    assert MemoryIn(**_memory(created_at=soon.isoformat())).created_at == soon
+    assert MemoryIn(**_memory(metadata={"deep": _deep(31)})).metadata
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": "\ud800"}, "query"),
+        ({"vector": [1e308] + [0.1] * 383}, "vector"),  # float32 overflows
+        ({"vector": [1e-50] * 384}, "vector"),  # all zero as float32
+        ({"vector": [float("nan")] + [0.1] * 383}, "vector"),
+        ({"query": "a", "start": "0001-01-01T00:00:00+01:00"}, "start"),
+        ({"query": "a", "end": "9999-12-31T23:59:59-01:00"}, "end"),
+    ],
+)
+def test_hostile_search_names_the_field(body, field):
+    with pytest.raises(ValidationError) as caught:
+        SearchRequest(**body)
+    assert _loc(caught.value) == [field]
+
+
+def test_search_vector_is_scaled_to_unit_length_and_bounds_may_be_far():
+    request = SearchRequest(
+        vector=[3.0e38, 3.0e38] + [0.0] * 382,
+        start="0001-01-01T00:00:00Z",
+        end="9999-12-31T00:00:00Z",
+    )
+    assert request.vector[:2] == pytest.approx([2**-0.5, 2**-0.5])

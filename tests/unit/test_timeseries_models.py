@@ -128,3 +128,38 @@ def test_batch_from_columns_validates_like_the_model():
         PointBatch.from_columns(
             ts, ["a", "b"], ["m", "m"], np.array([1.0, 2.0]), [{"A": "x"}, None]
         )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"timestamp": datetime.now(UTC) + timedelta(days=2)}, "timestamp"),
+        ({"timestamp": "2200-01-01T00:00:00Z"}, "timestamp"),
+        ({"timestamp": "9999-12-31T23:59:59-01:00"}, "timestamp"),  # beyond 9999 in UTC
+        ({"value": float("-inf")}, "value"),
+        ({"tags": {"k": "\ud800"}}, "tags.k"),
+    ],
+)
+def test_hostile_point_names_the_field(overrides, field):
+    with pytest.raises(ValidationError) as caught:
+        point(**overrides)
+    assert [".".join(map(str, e["loc"])) for e in caught.value.errors()] == [field]
+
+
+def test_point_may_be_dated_a_little_ahead():
+    soon = datetime.now(UTC) + timedelta(hours=23)
+    assert point(timestamp=soon).timestamp == soon
+
+
+@pytest.mark.parametrize("field", ["start", "end"])
+def test_query_bounds_that_overflow_name_the_field(field):
+    bounds = {"start": T, "end": T + timedelta(hours=1)}
+    bounds[field] = "0001-01-01T00:00:00+01:00" if field == "start" else "9999-12-31T23:59:59-01:00"
+    with pytest.raises(ValidationError) as caught:
+        MetricsQuery(metric_name="m", **bounds)
+    assert [e["loc"] for e in caught.value.errors()] == [(field,)]
+
+
+def test_query_bounds_may_be_far_ahead():
+    query = MetricsQuery(metric_name="m", start=T, end="9999-12-31T00:00:00Z", bucket="raw")
+    assert query.end.year == 2262  # clamped to what the stores keep
