@@ -44,8 +44,15 @@ PROBE_TIMEOUT_S = 3.0
 START_TIMEOUT_S = 180.0
 STOP_GRACE_S = 10.0
 # Ray's usual ports when free (so `ray job submit --address http://127.0.0.1:8265` works as in
-# Ray's docs), else any free one: another Ray on the machine must not stop `akasha up`.
-DEFAULT_PORTS = {"port": 6379, "dashboard-port": 8265, "ray-client-server-port": 10001}
+# Ray's docs), else any free one: another Ray on the machine must not stop `akasha up`. The
+# dashboard agent's port too: with another Ray holding 52365, this head's agent cannot listen,
+# and every job submission answers "No available agent" (seen in CI beside the tests' cluster).
+DEFAULT_PORTS = {
+    "port": 6379,
+    "dashboard-port": 8265,
+    "ray-client-server-port": 10001,
+    "dashboard-agent-listen-port": 52365,
+}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WORKER_SETUP_HOOK = "akasha_ray.ray_internals.worker_setup"
 

@@ -117,8 +117,7 @@ def test_the_hot_window_shrinks_when_hot_search_misses_its_target(ray_cluster, s
     ages = rng.uniform(0, 6, 30_000)
     batch, vectors = memories(ages, now, rng)
     ids = keys_of(batch)
-    supervisor.start_all(settings)
-    shards = supervisor.hot_shards(settings)
+    shards = supervisor.hot_shards(settings)  # the rest starts below, with the target found
     put_in_hot(shards, batch)
     # Searches as users make them, timed by the shards; retried if this machine's noise leaves no
     # target between what does and does not grow with the rows.
@@ -142,6 +141,7 @@ def test_the_hot_window_shrinks_when_hot_search_misses_its_target(ray_cluster, s
         tiers={"hot_target_p95_ms": target, "hot_min_days": 0.01},
         serve={"request_timeout_s": 1},
     )
+    supervisor.start_all(settings)  # the migrator, with that target
     tiers = MemoryService(settings)
     report = ray.get(tiers.peers.migrator.migrate.remote(), timeout=300)
     window = report["hot_window"]
