@@ -122,17 +122,21 @@ async def copy_checked(
     batch = await source.fetch(keys)
     if batch.num_rows:
         await target.insert(batch)
-        await check_landed(target, batch)
+        await check_landed(target, batch, graveyard)
         await drop_buried(target, keys_of(batch), graveyard)
     return batch.num_rows
 
 
-async def check_landed(target: Target, batch: pa.Table) -> None:
-    """Raise MigrationError unless the target holds every row of `batch` with its content."""
+async def check_landed(target: Target, batch: pa.Table, graveyard: Graveyard | None = None) -> None:
+    """Raise MigrationError unless the target holds every row of `batch` with its content, but
+    for memories deleted since the batch was read (a DELETE may have taken the new copy)."""
     keys = keys_of(batch)
     landed = await target.existing(keys)
     hashes = batch.column("content_hash").to_pylist()
     missing = [k for k, h in zip(keys, hashes, strict=True) if landed.get(k) != h]
+    if missing and graveyard is not None:
+        buried = set(await graveyard.buried(missing))
+        missing = [k for k in missing if k not in buried]
     if missing:
         raise MigrationError(
             f"{len(missing)} memories did not land in the target as they are in the source, "
@@ -293,7 +297,7 @@ class _Pipeline:
 
     async def _check(self, batch: _Batch) -> None:
         if batch.count:
-            await check_landed(self.target, batch.rows)
+            await check_landed(self.target, batch.rows, self.graveyard)
             await drop_buried(self.target, keys_of(batch.rows), self.graveyard)
         batch.rows, batch.checked_at = None, time.monotonic()
 

@@ -247,3 +247,35 @@ def test_the_source_lets_go_only_after_the_target_made_the_batch_durable(tiers, 
     )
     assert events.count("delete") == 4
     assert all(events[i - 1] == "durable" for i, e in enumerate(events) if e == "delete")
+
+
+def test_a_delete_that_takes_the_new_copy_before_the_check_is_no_error(tiers, tmp_path):
+    """A DELETE between the copy and the check removes the target's new copy: the pass goes on."""
+    hot, warm = tiers
+    batch, _ = _batch(100)
+    keys = hot.insert(batch)
+    victim = keys[-1]  # the oldest: in the first batch
+
+    source = Store(hot)
+
+    class DeletedAfterCopy(Store):
+        async def insert(self, rows):
+            stored = await super().insert(rows)
+            if victim in keys_of(rows):  # the DELETE: tombstone, then every tier's copy
+                await source._call(hot.bury, [victim], NOW)  # each shard behind its own lock
+                await self._call(self.shard.delete_many, [victim])
+            return stored
+
+    report = asyncio.run(
+        migrate(
+            source,
+            DeletedAfterCopy(warm),
+            NOW,
+            Ledger(tmp_path / "l.jsonl"),
+            batch_size=40,
+            graveyard=Graveyard(source),
+        )
+    )
+    assert report["moved"] == 99  # all but the one created exactly at the cutoff
+    assert warm.get(victim) is None and hot.get(victim) is None
+    assert len(_ids(warm)) == 98
