@@ -510,6 +510,23 @@ def _filters(
     return " AND ".join(terms), params
 
 
+def _filtered(
+    paths: list[str],
+    column: str,
+    system_ids: Sequence[str] | None,
+    start_us: int | None,
+    end_us: int | None,
+) -> pa.Table:
+    """Key (as `id`), file and `column` of the rows of `paths` passing the filters."""
+    where, params = _filters(system_ids, start_us, end_us)
+    with duckdb.connect() as db:
+        return db.execute(
+            f"SELECT {_KEY_SQL} AS id, filename, {column} "
+            f"FROM read_parquet($paths, filename = true) WHERE {where}",
+            {"paths": paths, "sep": SEPARATOR, **params},
+        ).to_arrow_table()
+
+
 def _top_k(
     paths: list[str],
     query: np.ndarray,
@@ -521,13 +538,7 @@ def _top_k(
     """(key, path, cosine) of the best k rows passing the filters, best first."""
     if not paths:
         return []
-    where, params = _filters(system_ids, start_us, end_us)
-    with duckdb.connect() as db:
-        table = db.execute(
-            f"SELECT {_KEY_SQL} AS id, filename, embedding "
-            f"FROM read_parquet($paths, filename = true) WHERE {where}",
-            {"paths": paths, "sep": SEPARATOR, **params},
-        ).to_arrow_table()
+    table = _filtered(paths, "embedding", system_ids, start_us, end_us)
     if table.num_rows == 0:
         return []
     embeddings = table.column("embedding").combine_chunks()
@@ -556,13 +567,10 @@ def _keyword_top_k(
     """(key, path, BM25) of the best k rows passing the filters, best first."""
     if not paths:
         return []
-    where, params = _filters(system_ids, start_us, end_us)
-    with duckdb.connect() as db:
-        rows = db.execute(
-            f"SELECT {_KEY_SQL} AS id, filename, content "
-            f"FROM read_parquet($paths, filename = true) WHERE {where}",
-            {"paths": paths, "sep": SEPARATOR, **params},
-        ).fetchall()
+    table = _filtered(paths, "content", system_ids, start_us, end_us)
+    rows = list(
+        zip(*(table.column(c).to_pylist() for c in ("id", "filename", "content")), strict=True)
+    )
     file_of: dict[str, str] = {}
     for key, path, _ in rows:  # a crash mid-rewrite could leave a key twice: count it once
         file_of.setdefault(key, path)
