@@ -112,13 +112,8 @@ class ColdActor(_TierOwner):
     ) -> list[dict[str, Any]]:
         """A search without `start` reaches back `tiers.cold_search_days`, and reads at most
         `tiers.cold_search_max_files` files (more: InvalidInput naming `start`)."""
-        tiers = self._settings.tiers
-        if start is None:
-            start = datetime.now(UTC) - timedelta(days=tiers.cold_search_days)
         store = await self._tier()
-        return await store.search(
-            vector, k, system_ids, start, end, max_files=tiers.cold_search_max_files
-        )
+        return await store.search(vector, k, system_ids, self._start(start), end, **self._cap())
 
     async def search_keywords(
         self,
@@ -129,10 +124,16 @@ class ColdActor(_TierOwner):
         end: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """BM25 over the archive, bounded as `search` is."""
-        tiers = self._settings.tiers
-        if start is None:
-            start = datetime.now(UTC) - timedelta(days=tiers.cold_search_days)
         store = await self._tier()
         return await store.search_keywords(
-            text, k, system_ids, start, end, max_files=tiers.cold_search_max_files
+            text, k, system_ids, self._start(start), end, **self._cap()
         )
+
+    def _start(self, start: datetime | None) -> datetime:
+        """The default start of a cold search: `tiers.cold_search_days` back."""
+        if start is not None:
+            return start
+        return datetime.now(UTC) - timedelta(days=self._settings.tiers.cold_search_days)
+
+    def _cap(self) -> dict[str, int]:
+        return {"max_files": self._settings.tiers.cold_search_max_files}
