@@ -178,6 +178,80 @@ class ServeConfig(Section):
         return self
 
 
+REGION_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+
+
+class RegionConfig(Section):
+    name: str = Field(pattern=REGION_NAME, description="The region's name (a-z, 0-9, -).")
+    role: Literal["primary", "secondary", "backup"] = Field(
+        description="The role it starts in; after a promotion the witness says who is primary."
+    )
+    url: str | None = Field(
+        None, description="Its Akasha HTTP base URL (clients follow the primary); none: backup."
+    )
+    bucket: str = Field(
+        description="Where other regions ship to it: s3://bucket[/prefix], or a local folder."
+    )
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint of that bucket.")
+
+
+class DrConfig(Section):
+    """Disaster recovery (README, "Regions"): off until `region` names this deployment."""
+
+    region: str | None = Field(
+        None, pattern=REGION_NAME, description="This deployment's region; null: DR off."
+    )
+    regions: list[RegionConfig] = Field(default_factory=list)
+    mode: Literal["async", "sync"] = Field(
+        "async",
+        description="async: changes ship at least every ship_every_s; sync: a write is "
+        "answered once every secondary's bucket holds it (RPO 0).",
+    )
+    ship_every_s: float = Field(1.0, gt=0, le=60, description="Longest wait between shipments.")
+    sync_timeout_s: float = Field(
+        10, gt=0, description="sync: how long a write waits for the secondaries before a 503."
+    )
+    witness_check_s: float = Field(
+        1.0, gt=0, le=60, description="How often a primary re-reads the witness's epoch."
+    )
+    switchover_max_lag: int = Field(
+        0, ge=0, description="A planned switchover is refused while more changes than this wait."
+    )
+    snapshot_every_s: float = Field(
+        3600, ge=0, description="Seconds between snapshots to the backup region; 0: on demand."
+    )
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> DrConfig:
+        if self.region is None:
+            return self
+        names = [r.name for r in self.regions]
+        if len(set(names)) != len(names):
+            raise ValueError("dr.regions: region names must be unique")
+        if self.region not in names:
+            raise ValueError(f"dr.region {self.region!r} is not one of dr.regions ({names})")
+        if [r.role for r in self.regions].count("primary") != 1:
+            raise ValueError("dr.regions: exactly one region starts as primary")
+        if [r.role for r in self.regions].count("backup") > 1:
+            raise ValueError("dr.regions: at most one backup region (it holds the witness)")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.region is not None
+
+    def this(self) -> RegionConfig:
+        return next(r for r in self.regions if r.name == self.region)
+
+    def others(self) -> list[RegionConfig]:
+        return [r for r in self.regions if r.name != self.region]
+
+    def witness_region(self) -> RegionConfig:
+        """The backup region (or, without one, the region that starts as primary)."""
+        backups = [r for r in self.regions if r.role == "backup"]
+        return backups[0] if backups else next(r for r in self.regions if r.role == "primary")
+
+
 class Settings(BaseSettings):
     """Everything Akasha can be told. Unknown keys are errors, so typos do not pass silently."""
 
@@ -201,6 +275,7 @@ class Settings(BaseSettings):
     graph: GraphConfig = GraphConfig()
     objects: ObjectsConfig = ObjectsConfig()
     serve: ServeConfig = ServeConfig()
+    dr: DrConfig = DrConfig()
 
     @field_validator("data_dir")
     @classmethod

@@ -66,3 +66,16 @@ class Unavailable(AkashaError):
 
     status_code = 503
     code = "unavailable"
+
+
+class NotPrimary(Unavailable):
+    """This region does not take writes now (a secondary, or a primary that lost its epoch)."""
+
+    code = "not_primary"
+
+    def __init__(self, message: str, *, primary: str | None = None) -> None:
+        super().__init__(message)
+        self.primary = primary
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "primary": self.primary}
