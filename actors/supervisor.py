@@ -8,6 +8,8 @@ from pathlib import Path
 import ray
 from ray.actor import ActorHandle
 
+from actors.changelog import ACTOR_NAME as CHANGELOG
+from actors.changelog import ChangelogActor
 from actors.graph import GraphActor
 from actors.hot_shard import HotShardActor
 from actors.keys import KeysActor
@@ -127,6 +129,16 @@ def migrator(settings: Settings) -> ActorHandle:
     )
 
 
+def changelog(settings: Settings) -> ActorHandle:
+    # No task retries: a retried append after a restart would log the change twice.
+    options = {**_OWNER_OPTIONS, "max_task_retries": 0}
+    return (
+        ray.remote(ChangelogActor)
+        .options(name=CHANGELOG, namespace=settings.namespace, num_cpus=0, **options)
+        .remote(to_dict(settings))
+    )
+
+
 # Every actor of one Akasha, in the order `akasha up` creates them and `akasha down` walks them.
 OWNERS = {
     "keys": keys,
@@ -144,6 +156,8 @@ def start_all(settings: Settings) -> None:
     hot_shards(settings)
     for create in OWNERS.values():
         create(settings)
+    if settings.dr.enabled:
+        changelog(settings)
 
 
 def adopt_running(settings: Settings) -> Settings:
@@ -157,4 +171,5 @@ def adopt_running(settings: Settings) -> Settings:
 
 
 def actor_names(settings: Settings) -> list[str]:
-    return [hot_actor_name(i) for i in range(settings.hot.shards)] + list(OWNERS)
+    replication = [CHANGELOG] if settings.dr.enabled else []
+    return [hot_actor_name(i) for i in range(settings.hot.shards)] + list(OWNERS) + replication

@@ -73,9 +73,19 @@ class NotPrimary(Unavailable):
 
     code = "not_primary"
 
-    def __init__(self, message: str, *, primary: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, primary: str | None = None, primary_url: str | None = None
+    ) -> None:
         super().__init__(message)
         self.primary = primary
+        self.primary_url = primary_url
+
+    def __reduce__(self):  # keep the primary when Ray carries the error out of an actor
+        return (_not_primary, (self.message, self.primary, self.primary_url))
 
     def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "primary": self.primary}
+        return {**super().to_dict(), "primary": self.primary, "primary_url": self.primary_url}
+
+
+def _not_primary(message: str, primary: str | None, primary_url: str | None) -> NotPrimary:
+    return NotPrimary(message, primary=primary, primary_url=primary_url)

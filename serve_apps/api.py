@@ -63,6 +63,7 @@ from akasha_ray.models import (
     now_utc,
 )
 from akasha_ray.records import build_batch
+from akasha_ray.replication import changes
 from akasha_ray.search import plan_hot
 from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
 from akasha_ray.timeseries.models import WritePointsRequest
@@ -229,6 +230,14 @@ class AkashaAPI:
 
     async def _call(self, ref, component: str, timeout_s: float | None = None):
         return await call(ref, component, timeout_s or self._timeout)
+
+    async def _logged(self, stream: str, kind: str, value: Any, system_id: str | None = None):
+        """Log a write that is stored (README, "Regions"); a no-op with DR off. `value`: the
+        payload's bytes, or what `changes.json_payload` encodes."""
+        recorder = self._memories.changes
+        if recorder.enabled:
+            payload = value if isinstance(value, bytes) else changes.json_payload(value)
+            await recorder.record([(stream, kind, system_id, payload)])
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -411,6 +420,7 @@ class AkashaAPI:
     ) -> KeyResponse:
         principal = await self._principal(authorization)
         principal.require_admin()
+        await self._memories.changes.check()
         created = await self._call(
             self._keys.create.remote(
                 body.system_ids,
@@ -420,7 +430,15 @@ class AkashaAPI:
             ),
             "keys",
         )
+        await self._log_key(created["key_id"])
         return KeyResponse(**{k: created[k] for k in KeyResponse.model_fields})
+
+    async def _log_key(self, key_id: str) -> None:
+        """A key change ships as the stored record (its hash, never the key): replicas adopt it."""
+        if self._memories.changes.enabled:
+            records = await self._call(self._keys.records.remote(), "keys")
+            record = next(r for r in records if r["key_id"] == key_id)
+            await self._logged(changes.KEYS, "key", record)
 
     @app.get("/v1/keys", response_model=KeyList)
     async def list_keys(self, authorization: str | None = Authorization) -> KeyList:
@@ -434,8 +452,10 @@ class AkashaAPI:
         authorization: str | None = Authorization,
     ) -> Response:
         (await self._principal(authorization)).require_admin()
+        await self._memories.changes.check()
         revoke = self._keys.revoke.remote(key_id, request_id=observability.request_id())
         await self._call(revoke, "keys")
+        await self._log_key(key_id)
         return Response(status_code=204)
 
     @app.post("/v1/metrics", status_code=202)
@@ -446,7 +466,11 @@ class AkashaAPI:
         principal.require("write")
         principal.require_systems([p.system_id for p in body.points], "points.system_id")
         batch = PointBatch.from_points(body.points)
+        await self._memories.changes.check()
         await self._call(self._timeseries.write.remote(batch), "timeseries")
+        systems = {p.system_id for p in body.points}
+        system = systems.pop() if len(systems) == 1 else None
+        await self._logged(changes.METRICS, "metrics", changes.table_payload(batch.table), system)
         return {"accepted": len(batch)}
 
     @app.get("/v1/metrics/query", response_model=QueryResponse)
@@ -475,7 +499,9 @@ class AkashaAPI:
         principal = await self._principal(authorization)
         principal.require("write")
         entities = access.owned_entities(principal, body.entities)
+        await self._memories.changes.check()
         count = await self._call(self._graph.upsert_entities.remote(entities), "graph")
+        await self._logged(changes.GRAPH, "entities", [e.model_dump(mode="json") for e in entities])
         return {"upserted": count}
 
     @app.post("/v1/graph/relationships", status_code=201)
@@ -485,8 +511,12 @@ class AkashaAPI:
         principal = await self._principal(authorization)
         principal.require("write")
         relationships = access.owned_relationships(principal, body.relationships)
+        await self._memories.changes.check()
         call_ = self._graph.upsert_relationships.remote(relationships)
-        return {"upserted": await self._call(call_, "graph")}
+        upserted = await self._call(call_, "graph")
+        dumped = [r.model_dump(mode="json") for r in relationships]
+        await self._logged(changes.GRAPH, "relationships", dumped)
+        return {"upserted": upserted}
 
     @app.get("/v1/graph/entities/{entity_id}", response_model=Entity)
     async def get_entity(
@@ -514,8 +544,11 @@ class AkashaAPI:
         principal = await self._principal(authorization)
         principal.require("write")
         owner = access.owner(principal, system_id)
+        await self._memories.changes.check()
         if not await self._call(self._graph.delete_entity.remote(entity_id, owner), "graph"):
             raise NotFound(f"no entity {entity_id!r}")
+        deleted = {"entity_id": entity_id, "owner": owner}
+        await self._logged(changes.GRAPH, "delete_entity", deleted, owner)
         return Response(status_code=204)
 
     @app.get("/v1/graph/entities/{entity_id}/neighbors", response_model=Neighborhood)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from akasha_ray import observability, self_metrics
@@ -34,6 +35,8 @@ from akasha_ray.memories.peers import TIMESERIES, Peers, find
 from akasha_ray.memories.placement import by_tier
 from akasha_ray.memories.tombstones import Tombstones
 from akasha_ray.models import SearchMode, Tier, TierReport, now_utc
+from akasha_ray.replication import changes
+from akasha_ray.replication.recorder import Recorder
 from akasha_ray.search import (
     HYBRID_DEPTH,
     PartialTier,
@@ -65,7 +68,10 @@ class Found:
 
 
 class MemoryService:
-    def __init__(self, settings: Settings, peers: Peers | None = None) -> None:
+    def __init__(
+        self, settings: Settings, peers: Peers | None = None, log_changes: bool = True
+    ) -> None:
+        """`log_changes`: False for the one path that applies other regions' changes here."""
         self._settings = settings
         self._tiers = settings.tiers
         self._timeout = settings.serve.request_timeout_s
@@ -76,6 +82,7 @@ class MemoryService:
         self._window_asked = -float("inf")
         self._sizes_sampled_at = 0.0
         self._timeseries = None
+        self.changes = Recorder(settings) if log_changes else None
 
     # -- tier windows ------------------------------------------------------------------------
 
@@ -113,6 +120,8 @@ class MemoryService:
         now = now or now_utc()
         ids = batch.column("id").to_pylist()
         batch = _one_row_per_key(batch)
+        if self.changes:
+            await self.changes.check()
         # Without the migrator's word, keep in hot whatever the longest window would: hot is
         # always searched, and the next migration moves what is too old.
         windows = await self.windows() or TierWindows(self._tiers.hot_days, self._tiers.warm_days)
@@ -128,6 +137,15 @@ class MemoryService:
             except AkashaError:
                 await self._undo(parts, write_id)
                 raise
+        if self.changes:
+            # Every row, stored now or before: a retry after a crash between the write and
+            # this line finds its memories stored and must still get them logged.
+            try:
+                given = await self.changes.log(self._memory_changes(batch, links))
+            except AkashaError:
+                await self._undo(parts, write_id)
+                raise
+            await self.changes.confirm(given)
         systems = Counter(split_key(k)[0] for k in new_keys)
         observability.count_ingested(_per_tier(parts, new_keys))
         self._record(self_metrics.ingested(systems, now_utc()))
@@ -209,15 +227,35 @@ class MemoryService:
         if failed:  # each owner retries after a restart; one that is gone for good held nothing
             log.warning("undoing a failed batch: %d owners did not answer", len(failed))
 
+    def _memory_changes(self, batch: pa.Table, links: dict[str, list[str]]) -> list:
+        """One "memories" change per system, on the stream of the shard that owns it."""
+        systems = batch.column("system_id")
+        entries = []
+        for system in pc.unique(systems).to_pylist():
+            rows = batch.filter(pc.equal(systems, system))
+            stream = changes.memory_stream(self.peers.shard_index(system))
+            entries.append((stream, "memories", system, changes.memories_payload(rows, links)))
+        return entries
+
     def _owner(self, where: Any):
         return self.peers.shards[where] if isinstance(where, int) else self.peers.tier(where)
 
-    async def delete(self, key: str) -> bool:
+    async def delete(self, key: str, even_if_absent: bool = False) -> bool:
         """Delete a memory for good: a tombstone first (durable), then every tier's copy and its
-        entity links. False when no tier holds it (nothing is recorded then)."""
-        if not await self.find(key, self._write_timeout):
+        entity links. False when no tier holds it (nothing is recorded then, unless
+        `even_if_absent`: applying another region's delete buries the key all the same)."""
+        if self.changes:
+            await self.changes.check()
+        found = await self.find(key, self._write_timeout)
+        if not found and not even_if_absent:
             return False
         timeout = self._write_timeout
+        given = {}
+        if self.changes:  # logged first: a delete cut short is finished by a retry or a replica
+            system = split_key(key)[0]
+            stream = changes.memory_stream(self.peers.shard_index(system))
+            payload = changes.json_payload({"key": key, "at": now_utc()})
+            given = await self.changes.log([(stream, "delete", system, payload)])
         await self._call(self.tombstones.bury([key], now_utc()), "hot shards", timeout)
         owner = self.peers.shards[self.peers.shard_index(split_key(key)[0])]
         deletes = [owner.delete_many.remote([key])]
@@ -225,7 +263,9 @@ class MemoryService:
         deletes += [self.peers.cold.delete_many.remote([key])]
         await self._call(asyncio.gather(*deletes), "tiers", timeout)
         await self._call(self.peers.graph.unlink_memory.remote(key), "graph", timeout)
-        return True
+        if self.changes:
+            await self.changes.confirm(given)
+        return bool(found)
 
     # -- reads -------------------------------------------------------------------------------
 
