@@ -1,0 +1,410 @@
+"""The `region-<other>` coordinator's logic: ship this region's change log to another region's
+bucket, or apply the primary's log from this region's bucket, and follow the witness.
+
+Plain async code over its collaborators (the change log's methods, two Delta logs, the witness,
+an applier), so tests run it against real local stores without Ray; `actors/region.py` owns one.
+
+Failures are never swallowed: each is kept (message, when, since when, attempts) for
+`/v1/dr/status` and `/healthz`, and the step is retried after an exponential backoff (capped).
+A shipment re-sent after a failure whose commit did land is recognised by the Delta log's app
+transaction versions and committed nothing twice; an apply is idempotent, so the same holds
+there.
+
+Fencing: every `witness_check_s` the coordinator reads the witness; a higher epoch is told to
+the change log (`set_state`), which then refuses writes unless it names this region, and the
+coordinator's duty follows (a deposed primary stops shipping at once). A region that was primary
+and learns it no longer is ("deposed") applies nothing until `akasha dr rejoin`: its stores may
+hold writes the new primary never got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from akasha_ray.config import DrConfig
+from akasha_ray.replication.regions import Duty, RegionsView
+
+log = logging.getLogger(__name__)
+
+# Changes per Delta commit: a memories change holds up to 1,000 rows with their vectors (about
+# 1.6 MB), so 64 of them keep one shipment under about 100 MB.
+MAX_CHANGES = 64
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 10.0
+DEPOSED_FILE = "deposed.json"
+
+
+class ChangeLogPort(Protocol):
+    """The `changelog` actor's methods the coordinator uses (all awaited)."""
+
+    async def wait_new(self, after: Mapping[str, int], timeout_s: float) -> bool: ...
+    async def read(self, after: Mapping[str, int], limit: int) -> pa.Table: ...
+    async def last(self) -> dict[str, int]: ...
+    async def pending(self, after: Mapping[str, int]) -> tuple[int, datetime | None]: ...
+    async def mark_shipped(self, region: str, versions: Mapping[str, int]) -> None: ...
+    async def shipped(self) -> dict[str, dict[str, int]]: ...
+    async def mark_applied(self, source: str, versions: Mapping[str, int]) -> None: ...
+    async def applied(self, source: str) -> dict[str, int]: ...
+    async def state(self) -> dict[str, Any]: ...
+    async def set_state(self, epoch: int, primary: str) -> dict[str, Any]: ...
+
+
+class DeltaLogPort(Protocol):
+    """`DeltaLog` (blocking: called in a thread)."""
+
+    def ship(self, changes: pa.Table, epoch: int) -> dict[str, int]: ...
+    def versions(self) -> dict[str, int]: ...
+    def read(self, after: Mapping[str, int], limit: int | None = None) -> pa.Table: ...
+
+
+class WitnessPort(Protocol):
+    """`Witness` (blocking: called in a thread)."""
+
+    def read(self) -> Any: ...  # WitnessState(epoch, primary, etag) | None
+    def init(self, primary: str) -> Any: ...
+    def advance(self, expected: Any, new_primary: str) -> Any: ...
+
+
+class ApplierPort(Protocol):
+    async def apply(self, changes: pa.Table) -> dict[str, int]: ...
+
+
+class AsyncPort:
+    """Any object's methods as coroutines (a plain value is returned as is): lets the
+    coordinator run against the changelog actor's class in a test, without Ray."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._target, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return call
+
+
+@dataclass
+class Failure:
+    """The last error of a step, kept until a step succeeds."""
+
+    message: str
+    at: datetime
+    since: datetime
+    attempts: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "at": self.at.isoformat(),
+            "since": self.since.isoformat(),
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class Progress:
+    """What the coordinator knows of its own work, for status."""
+
+    duty: Duty = "idle"
+    versions: dict[str, int] = field(default_factory=dict)  # shipped there / applied here
+    behind_since: datetime | None = None  # apply: oldest change read, not yet applied
+    last_ok_at: datetime | None = None
+    changes_moved: int = 0  # since this coordinator started
+    error: Failure | None = None
+    witness_error: Failure | None = None
+
+
+def backoff_s(attempts: int) -> float:
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _fail(previous: Failure | None, exc: BaseException) -> Failure:
+    now = _now()
+    if previous is None:
+        return Failure(_describe(exc), now, now, 1)
+    return Failure(_describe(exc), now, previous.since, previous.attempts + 1)
+
+
+class Coordinator:
+    """This region's coordinator for `other`."""
+
+    def __init__(
+        self,
+        dr: DrConfig,
+        other: str,
+        log: ChangeLogPort,
+        *,
+        outbound: DeltaLogPort,  # other's bucket, the log of this region
+        inbound: DeltaLogPort,  # this region's bucket, the log of `other`
+        witness: WitnessPort,
+        applier: Callable[[], ApplierPort] | None = None,  # made on first apply
+        state_dir: Path | None = None,  # where `deposed.json` lives (data_dir/dr)
+        max_changes: int = MAX_CHANGES,
+    ) -> None:
+        assert dr.region is not None and other != dr.region
+        self.dr, self.other = dr, other
+        self._log, self._outbound, self._inbound = log, outbound, inbound
+        self._witness, self._make_applier = witness, applier
+        self._applier: ApplierPort | None = None
+        self._state_dir = state_dir
+        self._max_changes = max_changes
+        self.view: RegionsView | None = None
+        self.progress = Progress()
+        self._witness_read_at = 0.0
+        self._started_duty: Duty | None = None
+        self._step_started = _now()
+        self._reconciled = False  # the outbound table's versions read once per ship duty
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Forever: follow the witness, then do one step of the duty; a failed step is kept
+        for status and retried after a backoff."""
+        while True:
+            await self.step()
+            error = self.progress.error
+            if error is not None and error.at >= self._step_started:
+                await asyncio.sleep(backoff_s(error.attempts))
+
+    async def step(self) -> int:
+        """One round: the witness when due, then one shipment, one apply or an idle wait.
+        Returns the changes moved; a failure is recorded, not raised."""
+        self._step_started = _now()
+        if time.monotonic() - self._witness_read_at >= self.dr.witness_check_s:
+            await self.follow_witness()
+        view = self.view
+        if view is None:  # the witness never answered: nothing is safe to do
+            await asyncio.sleep(min(self.dr.witness_check_s, 1.0))
+            return 0
+        duty = view.duty(self.other)
+        if duty != self._started_duty:
+            self.progress = Progress(
+                duty=duty, error=None, witness_error=self.progress.witness_error
+            )
+            self._started_duty = duty
+            self._reconciled = False
+        try:
+            if duty == "ship":
+                moved = await self.ship_once(view.epoch)
+            elif duty == "apply":
+                moved = await self.apply_once()
+            else:
+                await asyncio.sleep(self.dr.ship_every_s)
+                moved = 0
+        except Exception as exc:  # noqa: BLE001 - kept for status and /healthz, retried by run()
+            self.progress.error = _fail(self.progress.error, exc)
+            log.warning("region %s: %s failed: %s", self.other, duty, _describe(exc))
+            return 0
+        self.progress.error = None
+        self.progress.last_ok_at = _now()
+        self.progress.changes_moved += moved
+        return moved
+
+    # -- the witness -------------------------------------------------------------------------
+
+    async def follow_witness(self) -> RegionsView | None:
+        """Read the witness (creating it at epoch 1 if absent), tell the change log when it
+        names a newer epoch, and refresh the view. An unreadable witness keeps the last view
+        (shipping goes on) and is kept as `witness_error`."""
+        self._witness_read_at = time.monotonic()
+        try:
+            seen = await asyncio.to_thread(self._witness.read)
+            if seen is None:
+                configured = next(r.name for r in self.dr.regions if r.role == "primary")
+                seen = await asyncio.to_thread(self._witness.init, configured)
+            state = await self._log.state()
+            # Only a newer epoch moves the log's state: a planned handover sets (same epoch,
+            # the target) on the old primary, which the witness must not undo.
+            if seen.epoch > state["epoch"]:
+                if state["primary"] == self.dr.region and seen.primary != self.dr.region:
+                    self._mark_deposed(seen.epoch, seen.primary)
+                state = await self._log.set_state(seen.epoch, seen.primary)
+        except Exception as exc:  # noqa: BLE001 - kept for status; the last view stays
+            self.progress.witness_error = _fail(self.progress.witness_error, exc)
+            log.warning("region %s: witness unreadable: %s", self.other, _describe(exc))
+            return self.view
+        self.progress.witness_error = None
+        self.view = RegionsView(
+            self.dr, seen.epoch, seen.primary, fenced=self.deposed() is not None
+        )
+        return self.view
+
+    def deposed(self) -> dict[str, Any] | None:
+        """Set when this region learnt it is no longer primary; cleared by rejoin."""
+        if self._state_dir is None:
+            return None
+        path = self._state_dir / DEPOSED_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _mark_deposed(self, epoch: int, primary: str) -> None:
+        if self._state_dir is None:
+            return
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        record = {"epoch": epoch, "primary": primary, "at": _now().isoformat()}
+        tmp = self._state_dir / f".{DEPOSED_FILE}.tmp"
+        tmp.write_text(json.dumps(record))
+        tmp.replace(self._state_dir / DEPOSED_FILE)
+
+    # -- shipping ----------------------------------------------------------------------------
+
+    async def ship_once(self, epoch: int) -> int:
+        """Wait (at most ship_every_s) for changes not yet shipped to `other`, commit up to
+        MAX_CHANGES of them to its bucket in one Delta commit, and mark them shipped."""
+        shipped = await self._shipped()
+        if not await self._log.wait_new(shipped, self.dr.ship_every_s):
+            return 0
+        rows = await self._log.read(shipped, self._max_changes)
+        if rows.num_rows == 0:  # compacted away under a snapshot: nothing to send
+            return 0
+        versions = await asyncio.to_thread(self._outbound.ship, rows, epoch)
+        held = _last_per_stream(rows)
+        merged = _max(shipped, held, versions)
+        await self._log.mark_shipped(self.other, merged)
+        self.progress.versions = merged
+        return rows.num_rows
+
+    async def _shipped(self) -> dict[str, int]:
+        """How far `other`'s bucket holds this region's log: the change log's marks, or the
+        Delta table's versions when a commit landed but its mark did not (first round only)."""
+        marks = (await self._log.shipped()).get(self.other, {})
+        if not self._reconciled:
+            held = await asyncio.to_thread(self._outbound.versions)
+            marks = _max(marks, held)
+            if held:
+                await self._log.mark_shipped(self.other, marks)
+            self._reconciled = True
+        self.progress.versions = _max(self.progress.versions, marks)
+        return dict(self.progress.versions)
+
+    # -- applying ----------------------------------------------------------------------------
+
+    async def apply_once(self) -> int:
+        """Apply up to MAX_CHANGES of `other`'s log that this region's bucket holds beyond what
+        was applied; idle for ship_every_s when there is none."""
+        applied = await self._log.applied(self.other)
+        rows = await asyncio.to_thread(self._inbound.read, applied, self._max_changes)
+        if rows.num_rows == 0:
+            self.progress.behind_since = None
+            self.progress.versions = dict(applied)
+            await asyncio.sleep(self.dr.ship_every_s)
+            return 0
+        self.progress.behind_since = self.progress.behind_since or _oldest(rows)
+        if self._applier is None:
+            assert self._make_applier is not None, "a secondary's coordinator needs an applier"
+            self._applier = self._make_applier()
+        versions = await self._applier.apply(rows)
+        merged = _max(applied, _last_per_stream(rows), versions)
+        await self._log.mark_applied(self.other, merged)
+        self.progress.versions = merged
+        if rows.num_rows < self._max_changes:
+            self.progress.behind_since = None
+        return rows.num_rows
+
+    async def applied_through(self, versions: Mapping[str, int], timeout_s: float) -> bool:
+        """Wait until every stream of `versions` was applied here (a promotion's catch-up)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            applied = await self._log.applied(self.other)
+            if all(applied.get(s, 0) >= n for s, n in versions.items()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    # -- status ------------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """This coordinator's part of `/v1/dr/status`: duty, how far, lag, errors."""
+        view = self.view
+        progress = self.progress
+        out: dict[str, Any] = {
+            "region": self.other,
+            "role": view.role(self.other) if view else None,
+            "duty": progress.duty,
+            "epoch": view.epoch if view else None,
+            "last_ok_at": _iso(progress.last_ok_at),
+            "changes_moved": progress.changes_moved,
+            "last_error": progress.error.to_json() if progress.error else None,
+            "witness_error": progress.witness_error.to_json() if progress.witness_error else None,
+            "deposed": self.deposed(),
+        }
+        now = _now()
+        if progress.duty == "ship":
+            shipped = (await self._log.shipped()).get(self.other, {})
+            count, oldest = await self._log.pending(shipped)
+            out["shipped"] = shipped
+            out["lag_changes"] = count
+            out["lag_s"] = _age(oldest, now)
+        elif progress.duty == "apply":
+            applied = await self._log.applied(self.other)
+            out["applied"] = applied
+            try:
+                held = await asyncio.to_thread(self._inbound.versions)
+            except Exception as exc:  # noqa: BLE001 - bucket down: lag unknown, say why
+                out["lag_changes"] = None
+                out["bucket_error"] = _describe(exc)
+            else:
+                out["received"] = held
+                out["lag_changes"] = sum(max(0, n - applied.get(s, 0)) for s, n in held.items())
+            out["lag_s"] = _age(progress.behind_since, now)
+        else:
+            out["lag_changes"] = 0
+            out["lag_s"] = 0.0
+        return out
+
+
+def _oldest(rows: pa.Table) -> datetime:
+    import pyarrow.compute as pc
+
+    return pc.min(rows.column("at")).as_py()
+
+
+def _last_per_stream(rows: pa.Table) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for stream, lsn in zip(
+        rows.column("stream").to_pylist(), rows.column("lsn").to_pylist(), strict=True
+    ):
+        out[stream] = max(out.get(stream, 0), lsn)
+    return out
+
+
+def _max(*maps: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for m in maps:
+        for stream, lsn in (m or {}).items():
+            out[stream] = max(out.get(stream, 0), lsn)
+    return out
+
+
+def _age(then: datetime | None, now: datetime) -> float:
+    if then is None:
+        return 0.0
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return max(0.0, (now - then).total_seconds())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
