@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from akasha_ray.config import GraphConfig
+from akasha_ray.errors import Unavailable
 from akasha_ray.graph import (
     Entity,
     GraphStats,
@@ -106,6 +107,13 @@ class GraphActor:
         limit: int = DEFAULT_MEMORIES_PAGE,
     ) -> tuple[list[str], str | None]:
         return await (await self._graph()).entity_memories(entity_id, systems, after, limit)
+
+    async def dump(self, system_id: str | None = None) -> dict[str, Any]:
+        """Entities, relationships and memory links as JSON-able data (DR snapshots, exports)."""
+        store = await self._graph()
+        if not hasattr(store, "dump"):
+            raise Unavailable(f"the {store.backend} graph cannot be snapshotted yet")
+        return await store.dump(system_id)
 
     async def stats(self) -> GraphStats:
         return await (await self._graph()).stats()

@@ -64,6 +64,14 @@ class HotShardActor:
     def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
         return self._shard.keys_before(cutoff, limit)
 
+    def export(self, after: str | None, limit: int, system_id: str | None = None) -> pa.Table:
+        return self._shard.export(after, limit, system_id)
+
+    def tombstones(
+        self, after: str | None, limit: int, system_id: str | None = None
+    ) -> list[tuple[str, datetime]]:
+        return self._shard.tombstones(after, limit, system_id)
+
     def search(
         self,
         vector: np.ndarray,

@@ -59,6 +59,17 @@ class KeysActor:
         self._store.revoke(key_id)
         logger.info("revoked key %s", key_id)
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record with its hash (for DR snapshots; never logged)."""
+        return self._store.records()
+
+    def adopt(self, record: dict[str, Any]) -> bool:
+        """Take a record replicated from another region as it is (see KeyStore.adopt)."""
+        changed = self._store.adopt(record)
+        if changed:
+            logger.info("adopted key %s from a replica", record["key_id"])
+        return changed
+
     def principal(self, key_hash: str) -> tuple[dict[str, Any] | None, str]:
         """Who holds this key (None: unknown, revoked or expired), and the version read at."""
         return self._store.principal(key_hash), self._store.version

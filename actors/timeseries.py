@@ -90,6 +90,15 @@ class TimeseriesActor:
         answer, pending = await batcher.read_with_pending(lambda: store.query(query))
         return merge_pending(answer, pending, query)
 
+    async def export(self, offset: int, limit: int, system_id: str | None = None) -> PointBatch:
+        """Raw points in a fixed order (see the store's `export`), after flushing the buffer."""
+        store, batcher = await self._ready()
+        if not hasattr(store, "export"):
+            raise Unavailable("this metrics store cannot be snapshotted yet")
+        if offset == 0:
+            await batcher.flush()
+        return await store.export(offset, limit, system_id)
+
     async def refresh(self, now: datetime | None = None) -> dict[str, Any]:
         store, batcher = await self._ready()
         await batcher.flush()  # what was accepted before the refresh is materialized by it

@@ -26,6 +26,15 @@ ADMIN_KEY_FILE = "admin.key"
 KEYS_FILE = "keys.json"
 ADMIN_SCOPE = "admin"  # an admin key's only scope: it may do everything, on every system
 KEY_ID_PATTERN = r"^kid_[0-9a-f]{16}$"
+_RECORD_FIELDS = (
+    "key_id",
+    "hash",
+    "system_ids",
+    "scopes",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+)
 
 
 def hash_key(key: str) -> str:
@@ -214,6 +223,29 @@ class KeyStore:
         record["revoked_at"] = _iso(_now())
         self._save()
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record as stored (hashes, never keys), for a snapshot or a replica."""
+        return [dict(record) for record in self._keys.values()]
+
+    def adopt(self, record: dict[str, Any]) -> bool:
+        """Take a record replicated from another region as it is (applying it twice is applying
+        it once). A known key keeps its hash; only a revocation is taken over (the earliest), as
+        a revoked key never comes back. True when something changed."""
+        missing = {"key_id", "hash", "system_ids", "scopes", "created_at"} - record.keys()
+        if missing:
+            raise InvalidInput(f"a key record lacks {sorted(missing)}", field="record")
+        held = self._keys.get(record["key_id"])
+        if held is None:
+            taken = {field: record.get(field) for field in _RECORD_FIELDS}
+            self._keys[taken["key_id"]] = taken
+            self._by_hash[taken["hash"]] = taken["key_id"]
+        elif _earlier(record.get("revoked_at"), held["revoked_at"]):
+            held["revoked_at"] = record["revoked_at"]
+        else:
+            return False
+        self._save()
+        return True
+
     def _add(
         self,
         key: str,
@@ -365,6 +397,13 @@ def _load(data: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], bool]:
             "revoked_at": None,
         }
     return records, True
+
+
+def _earlier(revoked_at: str | None, held: str | None) -> bool:
+    """Whether a replicated revocation time should replace the one held (None: not revoked)."""
+    if revoked_at is None:
+        return False
+    return held is None or _parse(revoked_at) < _parse(held)
 
 
 def _live(record: dict[str, Any], now: datetime) -> bool:

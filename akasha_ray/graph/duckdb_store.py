@@ -133,6 +133,9 @@ class DuckDBGraphStore:
     ) -> tuple[list[str], str | None]:
         return await self._run(self._graph.entity_memories, entity_id, systems, after, limit)
 
+    async def dump(self, system_id: str | None = None) -> dict[str, Any]:
+        return await self._run(self._graph.dump, system_id)
+
     async def stats(self) -> GraphStats:
         return await self._run(self._graph.stats)
 

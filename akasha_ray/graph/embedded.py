@@ -556,6 +556,50 @@ class EmbeddedGraph:
             )
         return found
 
+    def dump(self, system_id: str | None = None) -> dict[str, Any]:
+        """Every entity, relationship and memory link (of one system's and the shared ones
+        when `system_id` is given), as plain JSON-able data: a DR snapshot or export."""
+        owners = None if system_id is None else [check_owner(system_id), SHARED]
+        where = "" if owners is None else "WHERE system_id IN (SELECT unnest($owners))"
+        params = {} if owners is None else {"owners": owners}
+        entities = [
+            _entity((None, owner, entity_id, kind, properties)).model_dump(mode="json")
+            for owner, entity_id, kind, properties in self._con.execute(
+                f"SELECT system_id, id, type, properties FROM graph_nodes {where} ORDER BY node",
+                params,
+            ).fetchall()
+        ]
+        relationships = []
+        for row in self._con.execute(
+            "SELECT system_id, source, target, type, properties, epoch_us(created_at), "
+            f"epoch_us(valid_from), epoch_us(valid_to) FROM graph_edges {where} ORDER BY id",
+            params,
+        ).fetchall():
+            owner, source, target, kind, properties, created, valid_from, valid_to = row
+            relationships.append(
+                {
+                    "system_id": system_of(owner),
+                    "source": split_node(source)[1],
+                    "target": split_node(target)[1],
+                    "type": kind,
+                    "properties": decode_properties(properties),
+                    "created_at": from_epoch_us(created).isoformat(),
+                    "valid_from": None
+                    if valid_from is None
+                    else from_epoch_us(valid_from).isoformat(),
+                    "valid_to": None if valid_to is None else from_epoch_us(valid_to).isoformat(),
+                }
+            )
+        links: dict[str, list[str]] = {}
+        link_where = "" if system_id is None else "WHERE system_id = $system"
+        for key, entity_id in self._con.execute(
+            f"SELECT memory_key, entity_id FROM graph_links {link_where} "
+            "ORDER BY memory_key, entity_id",
+            {} if system_id is None else {"system": system_id},
+        ).fetchall():
+            links.setdefault(key, []).append(entity_id)
+        return {"entities": entities, "relationships": relationships, "links": links}
+
     def stats(self) -> GraphStats:
         entities, relationships, links = self._con.execute(sql.COUNTS).fetchone()
         return GraphStats(

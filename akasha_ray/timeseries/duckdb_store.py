@@ -425,6 +425,28 @@ class DuckDBStore:
         rows = self._cursor().execute(statement, _params(query)).fetchall()
         return [Bucket(t.replace(tzinfo=UTC), a, lo, hi, n) for t, a, lo, hi, n in rows]
 
+    async def export(self, offset: int, limit: int, system_id: str | None = None) -> PointBatch:
+        """Raw points (of one system, when given) in a fixed order, `limit` from `offset`: a DR
+        snapshot or export pages through them."""
+        return await asyncio.to_thread(self._query, self._export, (offset, limit, system_id))
+
+    def _export(self, page: tuple[int, int, str | None]) -> PointBatch:
+        offset, limit, system_id = page
+        where = "" if system_id is None else "WHERE system_id = $system"
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if system_id is not None:
+            params["system"] = system_id
+        table = (
+            self._cursor()
+            .execute(
+                'SELECT "timestamp", system_id, metric_name, metric_value, tags FROM metrics '
+                f"{where} ORDER BY ALL LIMIT $limit OFFSET $offset",
+                params,
+            )
+            .to_arrow_table()
+        )
+        return PointBatch(table.cast(PointBatch.empty().table.schema))
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:

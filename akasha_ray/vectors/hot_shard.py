@@ -243,6 +243,29 @@ class HotShard:
         finally:
             self._db.unregister(_KEYS_VIEW)
 
+    def export(self, after: str | None, limit: int, system_id: str | None = None) -> pa.Table:
+        """Up to `limit` whole memories (vectors included) with keys after `after`, in key
+        order (of one system, when given): a DR snapshot or export pages through the shard."""
+        where, params = _after_key(after, system_id)
+        columns = ", ".join(SCHEMA.names)
+        table = self._db.execute(
+            f"SELECT {columns} FROM memories {where} ORDER BY system_id, id LIMIT ?",
+            [*params, limit],
+        ).to_arrow_table()
+        return table.rename_columns(SCHEMA.names).cast(SCHEMA)
+
+    def tombstones(
+        self, after: str | None, limit: int, system_id: str | None = None
+    ) -> list[tuple[str, datetime]]:
+        """Up to `limit` (key, deleted_at) of deleted keys after `after`, in key order."""
+        where, params = _after_key(after, system_id)
+        rows = self._db.execute(
+            f"SELECT system_id, id, deleted_at FROM tombstones {where} "
+            "ORDER BY system_id, id LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [(memory_key(s, i), at) for s, i, at in rows]
+
     def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
         """Up to `limit` keys created before `cutoff`, oldest first: what has aged out."""
         return self.index.keys_before(_us(cutoff), limit)
@@ -339,6 +362,19 @@ class HotShard:
             if row["metadata"] is not None:
                 row["metadata"] = json.loads(row["metadata"])
         return rows
+
+
+def _after_key(after: str | None, system_id: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of rows in key order after `after`."""
+    clauses, params = [], []
+    if after is not None:
+        after_system, after_id = split_key(after)
+        clauses.append("(system_id > ? OR (system_id = ? AND id > ?))")
+        params += [after_system, after_system, after_id]
+    if system_id is not None:
+        clauses.append("system_id = ?")
+        params.append(system_id)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 def _pair(key: str) -> tuple[str, str] | None:
