@@ -164,11 +164,16 @@ def ingest(args: argparse.Namespace) -> int:
 def search(args: argparse.Namespace) -> int:
     with _client(args) as client:
         body = client.search(
-            args.text, system_ids=args.system, start=_since(args.since), limit=args.limit
+            args.text,
+            system_ids=args.system,
+            start=_since(args.since),
+            limit=args.limit,
+            mode=args.mode,
         )
     for hit in body["results"]:
+        # The score the results are ranked by (cosine, BM25 or fused: see --mode).
         text = hit["content"].replace("\n", " ")
-        print(f"{hit['similarity']:.3f}  {hit['system_id']:20} {hit['created_at'][:19]}  {text}")
+        print(f"{hit['score']:.3f}  {hit['system_id']:20} {hit['created_at'][:19]}  {text}")
     if not body["results"]:
         print("no results")
     return 0
@@ -199,6 +204,52 @@ def keys_revoke(args: argparse.Namespace) -> int:
         client.revoke_key(args.key_id)
     print(f"revoked {args.key_id}")
     return 0
+
+
+def dr_status(args: argparse.Namespace) -> int:
+    import json
+
+    with _client(args) as client:
+        report = client.dr_status()
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0 if report["status"] == "ok" else 1
+    if not report.get("enabled"):
+        print(f"{client.url}: DR is off (dr.region is not set)")
+        return 0
+    writable = "takes writes" if report["writable"] else "refuses writes"
+    print(
+        f"{client.url}: region {report['region']} ({report['role']}, {writable}), "
+        f"epoch {report['epoch']}, primary {report['primary']}, mode {report['mode']}: "
+        f"{report['status']}"
+    )
+    print(f"  logged  {_lsns(report.get('logged'))}")
+    for region in report["regions"]:
+        print(
+            f"  {region['name']:12} {region.get('role') or '?':9} {region.get('duty') or '?':5} "
+            f"lag {region.get('lag_changes')} changes, {region.get('lag_s', 0):.1f} s"
+        )
+        for key in ("shipped", "applied", "received"):
+            if key in region:
+                print(f"    {key:8} {_lsns(region[key])}")
+        if region.get("last_error"):
+            print(f"    error: {region['last_error']['message']}")
+    if report.get("deposed"):
+        print(f"  deposed: {report['deposed']} (run `akasha dr rejoin`)")
+    return 0 if report["status"] == "ok" else 1
+
+
+def dr_promote(args: argparse.Namespace) -> int:
+    import json
+
+    with _client(args) as client:
+        mode = "forced" if args.force else "planned"
+        print(json.dumps(client.promote(args.region, mode=mode, timeout_s=args.timeout), indent=1))
+    return 0
+
+
+def _lsns(versions: dict[str, int] | None) -> str:
+    return ", ".join(f"{s}={n}" for s, n in sorted((versions or {}).items())) or "-"
 
 
 def _since(value: str | None) -> datetime | None:
@@ -252,6 +303,25 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--system", action="append", help="limit to a system (repeatable)")
     cmd.add_argument("--since", help="7d, 12h, 30m or an RFC 3339 time")
     cmd.add_argument("--limit", type=int, default=10)
+    cmd.add_argument(
+        "--mode",
+        choices=["vector", "keyword", "hybrid"],
+        help="ranking (default hybrid: cosine and BM25 fused); the score printed is its score",
+    )
+    dr = sub.add_parser("dr", help="regions: status, promotion").add_subparsers(required=True)
+    cmd = dr.add_parser("status", help="roles, epoch, LSNs, lag and errors of every region")
+    cmd.set_defaults(run=dr_status)
+    cmd.add_argument("--json", action="store_true", help="the whole status document")
+    cmd = dr.add_parser("promote", help="make a region the primary (admin)")
+    cmd.set_defaults(run=dr_promote)
+    cmd.add_argument("region")
+    how = cmd.add_mutually_exclusive_group()
+    how.add_argument("--planned", action="store_true", help="switchover, nothing lost (default)")
+    how.add_argument("--force", action="store_true", help="failover: the primary is gone")
+    cmd.add_argument("--timeout", type=float, help="seconds to wait for the region to catch up")
+    for cmd in (dr.choices["status"], dr.choices["promote"]):
+        cmd.add_argument("--url", help="Akasha URL(s), comma-separated (default: AKASHA_URL)")
+        cmd.add_argument("--key")
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(required=True)
     cmd = keys.add_parser("create", help="mint a key scoped to systems")
     cmd.set_defaults(run=keys_create)

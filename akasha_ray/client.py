@@ -29,12 +29,39 @@ class AkashaHTTPError(RuntimeError):
 
 
 class AkashaClient:
+    """`url` (or AKASHA_URL) may name several regions, comma-separated: requests go to the
+    first that answers, and a write refused with a 503 `not_primary` is sent again to the
+    primary the error names (its URL), else to the next URL."""
+
     def __init__(self, url: str | None = None, key: str | None = None, timeout: float = 60):
         settings = config.load()
-        self.url = url or os.environ.get("AKASHA_URL") or default_url(settings)
+        given = url or os.environ.get("AKASHA_URL") or default_url(settings)
+        self.urls = [u.strip().rstrip("/") for u in given.split(",") if u.strip()]
+        if not self.urls:
+            raise ValueError("no Akasha URL given")
+        self.url = self.urls[0]
         self.key = key or os.environ.get("AKASHA_API_KEY") or read_admin_key(settings.data_dir)
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        self._timeout = timeout
+        self._http = self._connect(self.url)
+
+    def _connect(self, url: str) -> httpx.Client:
+        return httpx.Client(base_url=url, headers=self._headers, timeout=self._timeout)
+
+    def _switch(self, url: str | None = None) -> bool:
+        """Talk to `url` (a primary an error named) or to the next URL; False: none left."""
+        if url is None:
+            if len(self.urls) < 2:
+                return False
+            url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+        url = url.rstrip("/")
+        if url == self.url:
+            return False
+        if url not in self.urls:
+            self.urls.append(url)
+        self._http.close()
+        self.url, self._http = url, self._connect(url)
+        return True
 
     def close(self) -> None:
         self._http.close()
@@ -95,8 +122,12 @@ class AkashaClient:
         end: datetime | str | None = None,
         limit: int = 10,
         include_cold: bool = False,
+        mode: str | None = None,
     ) -> dict[str, Any]:
+        """`mode`: vector, keyword or hybrid; None: the server's default (README, Search modes)."""
         body: dict[str, Any] = {"limit": limit, "include_cold": include_cold}
+        if mode is not None:
+            body["mode"] = mode
         if query is not None:
             body["query"] = query
         if vector is not None:
@@ -137,20 +168,76 @@ class AkashaClient:
     def revoke_key(self, key_id: str) -> None:
         self._json("DELETE", f"/v1/keys/{key_id}")
 
+    def dr_status(self) -> dict[str, Any]:
+        """This region's DR status: roles, epoch, LSNs, lag, errors (admin)."""
+        return self._json("GET", "/v1/dr/status")
+
+    def promote(
+        self, region: str, *, mode: str = "planned", timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Promote `region` (admin): sent to that region's URL, found among `urls` by asking
+        each its status."""
+        body: dict[str, Any] = {"region": region, "mode": mode}
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        target = self.region_url(region)
+        with httpx.Client(base_url=target, headers=self._headers, timeout=None) as http:
+            response = http.post("/v1/dr/promote", json=body)
+        if response.status_code >= 400:
+            raise AkashaHTTPError(response)
+        return response.json()
+
+    def region_url(self, region: str) -> str:
+        """The URL (of `urls`) whose Akasha says it is `region`."""
+        for url in self.urls:
+            try:
+                response = httpx.get(
+                    f"{url}/v1/dr/status", headers=self._headers, timeout=min(self._timeout, 5)
+                )
+            except httpx.TransportError:
+                continue
+            if response.status_code == 200 and response.json().get("region") == region:
+                return url
+        raise ValueError(f"none of {self.urls} answers as region {region!r}")
+
     def _json(self, method: str, path: str, *, retries: int = 0, **kwargs: Any) -> Any:
-        for attempt in range(retries + 1):
+        # Switching region (a not_primary answer, a URL that does not answer) is not a retry.
+        switches = len(self.urls) + 1
+        attempt = 0
+        while True:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError:
-                if attempt == retries:
+                if switches > 0 and self._switch():
+                    switches -= 1
+                    continue
+                if attempt >= retries:
                     raise
             else:
-                if response.status_code not in (502, 503, 504) or attempt == retries:
+                refused, primary = _not_primary(response)
+                if refused and switches > 0 and self._switch(primary):
+                    switches -= 1
+                    continue
+                if response.status_code not in (502, 503, 504) or attempt >= retries:
                     break
             time.sleep(0.5 * 2**attempt)
+            attempt += 1
         if response.status_code >= 400:
             raise AkashaHTTPError(response)
         return response.json() if response.content else None
+
+
+def _not_primary(response: httpx.Response) -> tuple[bool, str | None]:
+    """Whether this is a 503 not_primary, and the primary's URL it names (if it does)."""
+    if response.status_code != 503:
+        return False, None
+    try:
+        body = response.json()
+    except ValueError:
+        return False, None
+    if not isinstance(body, dict) or body.get("error") != "not_primary":
+        return False, None
+    return True, body.get("primary_url") or None
 
 
 def default_url(settings: config.Settings) -> str:

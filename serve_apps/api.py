@@ -67,6 +67,7 @@ from akasha_ray.replication import changes
 from akasha_ray.search import plan_hot
 from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
 from akasha_ray.timeseries.models import WritePointsRequest
+from serve_apps import dr as dr_routes
 from serve_apps.admission import Admission, Limits
 from serve_apps.body_guard import BodyGuard
 
@@ -94,6 +95,7 @@ app.add_middleware(BodyGuard)  # NaN, lone surrogates, deep nesting in any JSON 
 app.add_middleware(Admission)  # requests at once, waiting, and a deadline: beyond, a 503 JSON
 # Outermost: request id (logs, actor calls, X-Request-ID) and per-route metrics, 422s included.
 app.add_middleware(observability.RequestMetrics)
+app.include_router(dr_routes.router)  # /v1/dr/*: status, promote, handover, resume (admin)
 
 
 @app.exception_handler(BackPressureError)
@@ -208,6 +210,11 @@ class AkashaAPI:
         )
         self._model_info: dict[str, str] | None = None
 
+        async def require_admin(authorization: str | None) -> None:
+            (await self._principal(authorization)).require_admin()
+
+        dr_routes.attach(self._settings, require_admin)
+
     # -- auth ---------------------------------------------------------------------------------
 
     async def _principal(self, authorization: str | None) -> Principal:
@@ -262,6 +269,8 @@ class AkashaAPI:
             self._tiers.cold.existing.remote([]),
             self._tiers.migrator.status.remote(),
         ]
+        if self._settings.dr.enabled:  # replication failing anywhere: degraded, with the error
+            checks.append(dr_routes.health(self._settings))
         results = await asyncio.gather(
             *(asyncio.wait_for(_awaitable(c), 5) for c in checks), return_exceptions=True
         )
@@ -275,6 +284,7 @@ class AkashaAPI:
             "warm",
             "cold",
             "migrator",
+            *(["replication"] if self._settings.dr.enabled else []),
         ]
         for name, result in zip(components_named, results, strict=True):
             if isinstance(result, BaseException):
@@ -307,6 +317,8 @@ class AkashaAPI:
                     "hot_window_days": result["hot_window"]["days"],
                     **({"error": last["error"]} if "error" in last else {}),
                 }
+            elif name == "replication":
+                components[name] = result
             else:
                 components[name] = {"status": "ok"}
         healthy = all(c["status"] == "ok" for c in components.values())
@@ -351,7 +363,7 @@ class AkashaAPI:
             principal.require_systems(system_ids, "system_ids")
         elif not principal.admin:
             system_ids = sorted(principal.system_ids)
-        if body.mode == "keyword":
+        if body.ranking == "keyword":
             vector = None  # BM25 alone: no embedding to wait for
         elif body.query is not None:
             vector = await self._embedder.embed_query.remote(body.query)
@@ -371,7 +383,7 @@ class AkashaAPI:
             body.end,
             body.include_cold,
             only_keys,
-            mode=body.mode,
+            mode=body.ranking,
             text=body.query,
         )
         tiers = [

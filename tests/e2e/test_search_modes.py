@@ -76,8 +76,10 @@ def test_vector_and_hybrid_scores(http):
     assert hybrid[0]["id"] == "k3"  # first in both rankings
     assert hybrid[0]["similarity"] is not None
     assert [h["score"] for h in hybrid] == sorted((h["score"] for h in hybrid), reverse=True)
-    default = search(http, query="refund for the blender")["results"]  # vector by default
-    assert all(h["similarity"] is not None and h["score"] == h["similarity"] for h in default)
+    default = search(http, query="refund for the blender")["results"]  # text: hybrid
+    assert [(h["id"], h["score"]) for h in default] == [(h["id"], h["score"]) for h in hybrid]
+    by_vector = search(http, vector=[0.1] * 384)["results"]  # a vector alone: cosine
+    assert all(h["similarity"] is not None and h["score"] == h["similarity"] for h in by_vector)
 
 
 def test_a_deleted_memory_leaves_the_keyword_index(http):

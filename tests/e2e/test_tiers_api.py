@@ -55,8 +55,8 @@ def test_search_asks_the_tiers_its_range_overlaps(admin, placed):
     assert {h["id"]: h["tier"] for h in everything["results"]} == {
         placed[t]: t for t in ("hot", "warm", "cold")
     }
-    sims = [h["similarity"] for h in everything["results"]]
-    assert sims == sorted(sims, reverse=True)
+    scores = [h["score"] for h in everything["results"]]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_delete_reaches_every_tier(admin):
