@@ -180,9 +180,15 @@ class Coordinator:
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Forever: follow the witness, then do one step of the duty; a failed step is kept
-        for status and retried after a backoff."""
+        """Forever: follow the witness, then do one step of the duty."""
         while True:
+            await self.run_for(60.0)
+
+    async def run_for(self, seconds: float) -> None:
+        """Steps for about `seconds`; a failed step is kept for status and retried after a
+        backoff."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
             await self.step()
             error = self.progress.error
             if error is not None and error.at >= self._step_started:
@@ -322,15 +328,27 @@ class Coordinator:
             self.progress.behind_since = None
         return rows.num_rows
 
-    async def applied_through(self, versions: Mapping[str, int], timeout_s: float) -> bool:
-        """Wait until every stream of `versions` was applied here (a promotion's catch-up)."""
+    async def catch_up(
+        self, versions: Mapping[str, int] | None, timeout_s: float
+    ) -> dict[str, Any]:
+        """A promotion's catch-up, while the apply loop runs: wait until `other`'s log is
+        applied here through `versions` (planned: what the old primary logged), or through
+        what this region's bucket holds (forced). Returns how far it got."""
+        target = versions
+        if target is None:
+            target = await asyncio.to_thread(self._inbound.versions)
         deadline = time.monotonic() + timeout_s
         while True:
             applied = await self._log.applied(self.other)
-            if all(applied.get(s, 0) >= n for s, n in versions.items()):
-                return True
-            if time.monotonic() >= deadline:
-                return False
+            done = all(applied.get(s, 0) >= n for s, n in target.items())
+            if done or time.monotonic() >= deadline:
+                error = self.progress.error
+                return {
+                    "caught_up": done,
+                    "target": dict(target),
+                    "applied": applied,
+                    "last_error": error.to_json() if error else None,
+                }
             await asyncio.sleep(0.05)
 
     # -- status ------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pytest
 from actors.changelog import ChangelogActor
 from akasha_ray import config
 from akasha_ray.config import DrConfig
-from akasha_ray.replication import changes
+from akasha_ray.errors import Conflict, NotPrimary
+from akasha_ray.replication import changes, promotion, status
 from akasha_ray.replication.bucket import Bucket
 from akasha_ray.replication.coordinator import AsyncPort, Coordinator, backoff_s
 from akasha_ray.replication.delta_log import DeltaLog
@@ -31,6 +32,7 @@ def dr_config(here: str, root: Path | str = "/tmp/none") -> DrConfig:
         ],
         ship_every_s=0.05,
         witness_check_s=0.05,
+        sync_timeout_s=0.5,
     )
 
 
@@ -213,8 +215,6 @@ def test_a_resent_shipment_commits_nothing_twice(tmp_path):
 
 def test_a_primary_that_reads_a_newer_epoch_refuses_writes_and_stops_shipping(tmp_path):
     async def scenario():
-        from akasha_ray.errors import NotPrimary
-
         east = Region(tmp_path, "east")
         ship = east.coordinator("west")
         await east.log.append(entries(1))
@@ -251,5 +251,175 @@ def test_an_unreadable_witness_is_reported_and_shipping_goes_on(tmp_path):
         status = await ship.status()
         assert "witness" in status["witness_error"]["message"]
         assert status["last_error"] is None
+
+    asyncio.run(scenario())
+
+
+# -- promotion ------------------------------------------------------------------------------
+
+
+class Direct:
+    """The old primary's side of a promotion, called in-process (over HTTP in production)."""
+
+    def __init__(self, region: Region, root: Path) -> None:
+        self.region = region
+        self.witness = Witness(Bucket(str(root / "vault")))
+
+    async def handover(self, to: str, timeout_s: float) -> dict:
+        return await promotion.handover(
+            self.region.settings, self.region.log, self.witness, to, timeout_s
+        )
+
+    async def resume(self) -> dict:
+        return await promotion.resume(self.region.settings, self.region.log, self.witness)
+
+    async def status(self) -> dict:
+        return {"logged": await self.region.log.last()}
+
+
+async def running(*coordinators: Coordinator) -> list[asyncio.Task]:
+    return [asyncio.create_task(c.run()) for c in coordinators]
+
+
+async def stop(tasks: list[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_a_planned_switchover_loses_nothing_and_fences_the_old_primary(tmp_path):
+    async def scenario():
+        east, west = Region(tmp_path, "east"), Region(tmp_path, "west")
+        await east.log.append(entries(7) + entries(3, "metrics"))
+        east_to_west = east.coordinator("west")
+        collected = Collects()
+        west_from_east = west.coordinator("east", applier=lambda: collected)
+        tasks = await running(east_to_west, west_from_east)
+        try:
+            report = await promotion.promote(
+                west.settings,
+                west.log,
+                Witness(Bucket(str(tmp_path / "vault"))),
+                west_from_east.catch_up,
+                mode="planned",
+                old=Direct(east, tmp_path),
+                followers=[west_from_east.follow_witness],
+            )
+        finally:
+            await stop(tasks)
+        assert report["promoted"] == "west" and report["epoch"] == 2
+        assert report["lost"]["changes"] == 0
+        assert report["applied"] == {"hot-0": 7, "metrics": 3}
+        assert await west.log.applied("east") == {"hot-0": 7, "metrics": 3}
+        # west takes writes; east refuses them, naming west.
+        assert (await west.log.state())["primary"] == "west"
+        await west.log.append(entries(1))
+        with pytest.raises(NotPrimary) as refused:
+            await east.log.append(entries(1))
+        assert refused.value.primary == "west"
+        # west's coordinator for east now ships; east learns the epoch, is not deposed (it
+        # handed over), and applies west's log.
+        assert west_from_east.view.duty("east") == "ship"
+        assert await west_from_east.step() == 1
+        await east_to_west.follow_witness()
+        assert east_to_west.deposed() is None
+        assert east_to_west.view.duty("west") == "apply"
+
+    asyncio.run(scenario())
+
+
+def test_a_switchover_with_too_much_unshipped_is_refused_and_writes_resume(tmp_path):
+    async def scenario():
+        east, west = Region(tmp_path, "east"), Region(tmp_path, "west")
+        await east.log.append(entries(4))
+        west_from_east = west.coordinator("east", applier=Collects)
+        with pytest.raises(Conflict, match="4 changes are still not shipped"):
+            await promotion.promote(  # nothing ships: east's coordinator is not running
+                west.settings,
+                west.log,
+                Witness(Bucket(str(tmp_path / "vault"))),
+                west_from_east.catch_up,
+                mode="planned",
+                old=Direct(east, tmp_path),
+            )
+        await east.log.append(entries(1))  # east takes writes again
+        assert Witness(Bucket(str(tmp_path / "vault"))).read().epoch == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_forced_failover_promotes_what_the_bucket_holds_and_reports_the_gap(tmp_path):
+    async def scenario():
+        east, west = Region(tmp_path, "east"), Region(tmp_path, "west")
+        await east.log.append(entries(5))
+        east_to_west = east.coordinator("west")
+        assert await east_to_west.step() == 5
+        await east.log.append(entries(2))  # logged, never shipped: east then dies
+        west_from_east = west.coordinator("east", applier=Collects)
+        tasks = await running(west_from_east)
+        try:
+            report = await promotion.promote(
+                west.settings,
+                west.log,
+                Witness(Bucket(str(tmp_path / "vault"))),
+                west_from_east.catch_up,
+                mode="forced",
+                old=Direct(east, tmp_path),  # its status still answers here
+            )
+        finally:
+            await stop(tasks)
+        assert report["applied"] == {"hot-0": 5} and report["epoch"] == 2
+        assert report["lost"] == {"changes": 2, "streams": {"hot-0": 2}, "from": "east"}
+        # East comes back: it reads the witness, refuses writes and is deposed (no apply).
+        await asyncio.sleep(east.dr.witness_check_s)
+        assert await east_to_west.step() == 0
+        assert east_to_west.deposed()["primary"] == "west"
+        assert east_to_west.view.duty("west") == "idle"
+        with pytest.raises(NotPrimary):
+            await east.log.append(entries(1))
+        # A second forced promotion from the old view loses: the witness moved.
+        witness = Witness(Bucket(str(tmp_path / "vault")))
+        with pytest.raises(Conflict, match="already is the primary"):
+            await promotion.promote(
+                west.settings, west.log, witness, west_from_east.catch_up, mode="forced", old=None
+            )
+
+    asyncio.run(scenario())
+
+
+def test_two_forced_promotions_from_one_witness_state_one_wins(tmp_path):
+    """Two regions read epoch 1 and both try to advance it: exactly one does."""
+    from akasha_ray.replication.witness import Fenced
+
+    witness = Witness(Bucket(str(tmp_path / "vault")))
+    seen = witness.init("east")
+    won = witness.advance(seen, "west")
+    with pytest.raises(Fenced, match="another promotion won"):
+        witness.advance(seen, "south")
+    assert witness.read().epoch == won.epoch == 2
+
+
+def test_status_gathers_every_region_and_names_a_silent_coordinator(tmp_path):
+    async def scenario():
+        east = Region(tmp_path, "east")
+        ship = east.coordinator("west")
+        await east.log.append(entries(2))
+        await ship.step()
+
+        async def silent():
+            raise TimeoutError("region-vault did not answer")
+
+        report = await status.gather(
+            east.settings, east.log, {"west": ship.status(), "vault": silent()}
+        )
+        assert report["role"] == "primary" and report["writable"]
+        assert report["logged"] == {"hot-0": 2}
+        west, vault = report["regions"]
+        assert west["name"] == "west" and west["shipped"] == {"hot-0": 2}
+        assert west["lag_changes"] == 0
+        assert "region-vault" in vault["last_error"]["message"]
+        assert report["status"] == "failing"
+        component = status.health(report)
+        assert component["status"] == "failing" and "vault" in component["error"]
 
     asyncio.run(scenario())
