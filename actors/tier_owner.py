@@ -100,7 +100,8 @@ class ColdActor(_TierOwner):
     async def _open(self) -> Any:
         from akasha_ray.vectors.cold_store import ColdStore
 
-        return ColdStore.open(self._settings.objects, Path(self._settings.data_dir))
+        cache_bytes = int(self._settings.tiers.cold_cache_mb * 2**20)
+        return ColdStore.open(self._settings.objects, Path(self._settings.data_dir), cache_bytes)
 
     async def search(
         self,

@@ -57,6 +57,12 @@ class TierConfig(Section):
         description="The most archive files one cold search reads; a range that needs more "
         "makes the cold tier answer an error naming `start` (the search is partial).",
     )
+    cold_cache_mb: float = Field(
+        256,
+        ge=0,
+        description="Memory the cold owner keeps decoded archive files in (about 1.6 kB a "
+        "memory), so that repeated searches of a system's archive read no file; 0: none.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> TierConfig:

@@ -3,9 +3,10 @@
 Layout under the `cold/` prefix:
 - `cold/day=2026-01-31/system=<id>/<uuid7>.parquet`: the memories (records.SCHEMA) of one UTC day
   and one system (its id percent-encoded), sorted by created_at. A search reads only the files whose
-  day and system partitions match its filters, through DuckDB (the local backend's files directly;
-  an S3 backend's objects fetched into a scratch folder first), and ranks them by exact cosine in
-  numpy: measured faster than DuckDB's `array_cosine_similarity` over the same rows.
+  day and system partitions match its filters and ranks their rows by exact cosine (or BM25) in
+  numpy. Files are decoded once and kept in memory (`cold_cache.py`, bounded by
+  `tiers.cold_cache_mb`), and the listing of files is kept LISTING_TTL_S (this owner's own
+  writes refresh it at once), so a repeated search of a system's archive reads nothing.
 - `cold/_keys/<uuid7>.parquet`: (key, file) hints naming the data file each memory key
   (`<system_id>/<id>`, see `akasha_ray.identity`) went to, written before the data files, so that
   `get`, `fetch`, `delete`, `existing` and the idempotency check read only the files that may hold
@@ -31,9 +32,10 @@ import contextlib
 import io
 import json
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -45,22 +47,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from akasha_ray.config import ObjectsConfig
-from akasha_ray.embedding_dim import DIM
 from akasha_ray.errors import InvalidInput, NotFound
 from akasha_ray.identity import SEPARATOR, first_per_key, key_array, keys_of, split_key
 from akasha_ray.ids import new_id
 from akasha_ray.objects import ObjectStore, open_object_store
+from akasha_ray.objects.base import ObjectInfo
 from akasha_ray.objects.local import LocalObjectStore
 from akasha_ray.records import SCHEMA
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
+from akasha_ray.vectors.cold_cache import Partition, PartitionCache
 from akasha_ray.vectors.keyword_index import exact_top_k
 from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 
 PREFIX = "cold"
 HINT_FILES_MAX = 64
-LIST_DAYS_MAX = 62  # a range of up to this many days lists each day's folder, else everything
 FETCH_CONCURRENCY = 16
+LISTING_TTL_S = 30.0  # how stale a listing may be for a write by another process to show
+DEFAULT_CACHE_BYTES = 256 * 2**20
 HINTS = "_keys"
 _ROW_SQL = (
     "SELECT id, system_id, conversation_id, content, epoch_us(created_at) AS created_us, "
@@ -73,17 +77,23 @@ _HINT_SCHEMA = pa.schema([("key", pa.string()), ("file", pa.string())])
 class ColdStore:
     """Open with `ColdStore(objects)` or `ColdStore.open(config, data_dir)`."""
 
-    def __init__(self, objects: ObjectStore, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, objects: ObjectStore, prefix: str = PREFIX, cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
         self.objects = objects
         self.prefix = prefix.strip("/")
         self._write_lock = asyncio.Lock()
+        self._partitions = PartitionCache(cache_bytes)
+        self._listing: tuple[float, list[ObjectInfo]] | None = None  # (when, data files)
         self._hint_cache: dict[str, pa.Table] = {}  # hint files never change: fetch each once
         # Per-system counts kept on write: a system's files are read once, on its first summary.
         self.summaries = Summaries()
 
     @classmethod
-    def open(cls, config: ObjectsConfig, data_dir: Path) -> ColdStore:
-        return cls(open_object_store(config, data_dir))
+    def open(
+        cls, config: ObjectsConfig, data_dir: Path, cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> ColdStore:
+        return cls(open_object_store(config, data_dir), cache_bytes=cache_bytes)
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -109,6 +119,7 @@ class ColdStore:
                 schema=_HINT_SCHEMA,
             )
             await self.objects.put(self._hint_key(), _parquet(hints))  # hints first: see above
+            self._listing = None
             await _gather_limited([self.objects.put(key, _parquet(part)) for key, part in files])
             self.summaries.added(
                 batch.column("system_id").to_pylist(),
@@ -142,6 +153,8 @@ class ColdStore:
                 # Replaced, never removed (even when empty): a reader that listed the file
                 # can still open it.
                 await self.objects.put(file, _parquet(table.filter(pc.invert(hit))))
+                self._partitions.drop(file)
+                self._listing = None
                 self.summaries.removed(
                     gone.column("system_id").to_pylist(),
                     pc.cast(gone["created_at"], pa.int64()).to_pylist(),
@@ -197,30 +210,12 @@ class ColdStore:
     ) -> list[dict[str, Any]]:
         """Exact top-k by cosine over the files of the matching partitions, best first; more
         than `max_files` files to read is InvalidInput naming `start` (narrow the range)."""
-        if k <= 0 or (system_ids is not None and not system_ids):
+        parts = await self._searched(k, system_ids, start, end, max_files)
+        if not parts:
             return []
-        if start is not None and end is not None and start > end:
-            return []
-        keys = await self._partition_keys(system_ids, start, end)
-        if not keys:
-            return []
-        if max_files is not None and len(keys) > max_files:
-            raise InvalidInput(
-                f"a cold search of this range reads {len(keys)} files, more than "
-                f"tiers.cold_search_max_files ({max_files}): narrow start and end, or system_ids",
-                field="start",
-            )
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        async with self._readable(keys) as paths:
-            found = await asyncio.to_thread(
-                _top_k, paths, query, k, system_ids, _opt_us(start), _opt_us(end)
-            )
-            if not found:
-                return []
-            holding = sorted({path for _, path, _ in found})  # read only the files with a hit
-            rows = await asyncio.to_thread(_rows_in, holding, [key for key, _, _ in found])
-        by_key = {row_key(row): row for row in rows}
-        return [{**by_key[key], "similarity": score} for key, _, score in found if key in by_key]
+        found = await asyncio.to_thread(_top_k, parts, query, k, _opt_us(start), _opt_us(end))
+        return [{**part.memory(row), "similarity": score} for part, row, score in found]
 
     async def search_keywords(
         self,
@@ -233,29 +228,53 @@ class ColdStore:
     ) -> list[dict[str, Any]]:
         """Exact BM25 top-k (`keyword_index`) over the rows of the matching partitions that pass
         the filters, best first; each hit's `bm25` is its score. `max_files` as in `search`."""
+        parts = await self._searched(k, system_ids, start, end, max_files)
+        if not parts:
+            return []
+        found = await asyncio.to_thread(
+            _keyword_top_k, parts, text, k, _opt_us(start), _opt_us(end)
+        )
+        return [{**part.memory(row), "bm25": score} for part, row, score in found]
+
+    async def _searched(
+        self,
+        k: int,
+        system_ids: Sequence[str] | None,
+        start: datetime | None,
+        end: datetime | None,
+        max_files: int | None,
+    ) -> list[Partition]:
+        """The decoded partitions a search with these filters reads."""
         if k <= 0 or (system_ids is not None and not system_ids):
             return []
         if start is not None and end is not None and start > end:
             return []
-        keys = await self._partition_keys(system_ids, start, end)
-        if not keys:
-            return []
-        if max_files is not None and len(keys) > max_files:
+        infos = await self._partition_infos(system_ids, start, end)
+        if max_files is not None and len(infos) > max_files:
             raise InvalidInput(
-                f"a cold search of this range reads {len(keys)} files, more than "
+                f"a cold search of this range reads {len(infos)} files, more than "
                 f"tiers.cold_search_max_files ({max_files}): narrow start and end, or system_ids",
                 field="start",
             )
-        async with self._readable(keys) as paths:
-            found = await asyncio.to_thread(
-                _keyword_top_k, paths, text, k, system_ids, _opt_us(start), _opt_us(end)
-            )
-            if not found:
-                return []
-            holding = sorted({path for _, path, _ in found})
-            rows = await asyncio.to_thread(_rows_in, holding, [key for key, _, _ in found])
-        by_key = {row_key(row): row for row in rows}
-        return [{**by_key[key], "bm25": score} for key, _, score in found if key in by_key]
+        return await self._decoded(infos)
+
+    async def _decoded(self, infos: list[ObjectInfo]) -> list[Partition]:
+        """The partitions of these files, from the cache or read now (a file deleted since it
+        was listed is left out)."""
+        cached = [self._partitions.get(i.key, i.size) for i in infos]
+        missing = [i for i, part in zip(infos, cached, strict=True) if part is None]
+        blobs = await _gather_limited([self._fetch_optional(i.key) for i in missing])
+        read = await asyncio.to_thread(_decode_all, blobs)
+        fresh = {}
+        for info, part in zip(missing, read, strict=True):
+            if part is not None:
+                self._partitions.put(info.key, info.size, part)
+                fresh[info.key] = part
+        return [
+            part or fresh.get(i.key)
+            for i, part in zip(infos, cached, strict=True)
+            if (part or fresh.get(i.key)) is not None
+        ]
 
     async def stats(self) -> dict[str, Any]:
         """count, systems, oldest, newest, bytes and files (reads every file's created_at)."""
@@ -372,32 +391,32 @@ class ColdStore:
         except NotFound:
             return None
 
-    async def _partition_keys(
+    async def _partition_infos(
         self, system_ids: Sequence[str] | None, start: datetime | None, end: datetime | None
-    ) -> list[str]:
+    ) -> list[ObjectInfo]:
         first = None if start is None else _utc_date(start)
         last = None if end is None else _utc_date(end)
-        if first is not None and last is not None and (last - first).days < LIST_DAYS_MAX:
-            days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-            listings = await asyncio.gather(
-                *(self.objects.list_objects(f"{self.prefix}/day={day}/") for day in days)
-            )
-            infos = [info for listing in listings for info in listing]
-        else:
-            infos = await self.objects.list_objects(f"{self.prefix}/day=")
         systems = None if system_ids is None else {_system_part(s) for s in system_ids}
-        keys = []
-        for info in infos:
-            parsed = _data(info.key)
-            if parsed is None:
-                continue
-            day, system = parsed
+        found = []
+        for info in await self._data_files():
+            day, system = _data(info.key)
             if (first is not None and day < first) or (last is not None and day > last):
                 continue
             if systems is not None and system not in systems:
                 continue
-            keys.append(info.key)
-        return keys
+            found.append(info)
+        return found
+
+    async def _data_files(self) -> list[ObjectInfo]:
+        """Every data file, as listed at most LISTING_TTL_S ago (or since this store's last
+        write); the cache forgets the files that are gone."""
+        if self._listing is None or time.monotonic() - self._listing[0] > LISTING_TTL_S:
+            listed = time.monotonic()
+            infos = await self.objects.list_objects(f"{self.prefix}/day=")
+            files = [info for info in infos if _data(info.key) is not None]
+            self._partitions.keep_only({info.key for info in files})
+            self._listing = (listed, files)
+        return self._listing[1]
 
     @contextlib.asynccontextmanager
     async def _readable(self, keys: list[str]) -> AsyncIterator[list[str]]:
@@ -494,90 +513,51 @@ def _existing(paths: list[Path]) -> list[Path]:
 # -- DuckDB over the files (run in worker threads) -------------------------------------------------
 
 
-def _filters(
-    system_ids: Sequence[str] | None, start_us: int | None, end_us: int | None
-) -> tuple[str, dict[str, Any]]:
-    terms, params = ["TRUE"], {}
-    if system_ids is not None:
-        terms.append("system_id IN (SELECT unnest($systems))")
-        params["systems"] = list(system_ids)
-    if start_us is not None:
-        terms.append("epoch_us(created_at) >= $start_us")
-        params["start_us"] = start_us
-    if end_us is not None:
-        terms.append("epoch_us(created_at) <= $end_us")
-        params["end_us"] = end_us
-    return " AND ".join(terms), params
-
-
-def _filtered(
-    paths: list[str],
-    column: str,
-    system_ids: Sequence[str] | None,
-    start_us: int | None,
-    end_us: int | None,
-) -> pa.Table:
-    """Key (as `id`), file and `column` of the rows of `paths` passing the filters."""
-    where, params = _filters(system_ids, start_us, end_us)
-    with duckdb.connect() as db:
-        return db.execute(
-            f"SELECT {_KEY_SQL} AS id, filename, {column} "
-            f"FROM read_parquet($paths, filename = true) WHERE {where}",
-            {"paths": paths, "sep": SEPARATOR, **params},
-        ).to_arrow_table()
+def _decode_all(blobs: list[bytes | None]) -> list[Partition | None]:
+    return [None if b is None else Partition.of(pq.read_table(io.BytesIO(b))) for b in blobs]
 
 
 def _top_k(
-    paths: list[str],
-    query: np.ndarray,
-    k: int,
-    system_ids: Sequence[str] | None,
-    start_us: int | None,
-    end_us: int | None,
-) -> list[tuple[str, str, float]]:
-    """(key, path, cosine) of the best k rows passing the filters, best first."""
-    if not paths:
-        return []
-    table = _filtered(paths, "embedding", system_ids, start_us, end_us)
-    if table.num_rows == 0:
-        return []
-    embeddings = table.column("embedding").combine_chunks()
-    matrix = embeddings.flatten().to_numpy(zero_copy_only=False).reshape(-1, DIM)
-    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
-    scores = (matrix @ query) / np.where(norms == 0, 1.0, norms)
-    k = min(k, len(scores))
-    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-    top = top[np.argsort(-scores[top], kind="stable")]
-    ids = table.column("id").to_pylist()
-    files = table.column("filename").to_pylist()
-    best: dict[str, tuple[str, str, float]] = {}
-    for row in top.tolist():  # a crash mid-rewrite could leave a key twice: keep its best
-        best.setdefault(ids[row], (ids[row], files[row], float(scores[row])))
+    parts: list[Partition], query: np.ndarray, k: int, start_us: int | None, end_us: int | None
+) -> list[tuple[Partition, int, float]]:
+    """(partition, row, cosine) of the best k rows created in [start, end], best first."""
+    norm = float(np.linalg.norm(query))
+    unit = query / norm if norm else query
+    candidates: list[tuple[float, int, int]] = []  # (score, partition, row)
+    for n, part in enumerate(parts):
+        rows = part.within(start_us, end_us)
+        if rows.size == 0:
+            continue
+        matrix = part.unit if rows.size == len(part.keys) else part.unit[rows]
+        scores = matrix @ unit
+        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+        candidates += [(float(scores[i]), n, int(rows[i])) for i in top.tolist()]
+    candidates.sort(key=lambda c: -c[0])
+    best: dict[str, tuple[Partition, int, float]] = {}
+    for score, n, row in candidates:  # a crash mid-rewrite could leave a key twice: keep its best
+        best.setdefault(parts[n].keys[row], (parts[n], row, score))
+        if len(best) == k:
+            break
     return list(best.values())
 
 
 def _keyword_top_k(
-    paths: list[str],
-    text: str,
-    k: int,
-    system_ids: Sequence[str] | None,
-    start_us: int | None,
-    end_us: int | None,
-) -> list[tuple[str, str, float]]:
-    """(key, path, BM25) of the best k rows passing the filters, best first."""
-    if not paths:
-        return []
-    table = _filtered(paths, "content", system_ids, start_us, end_us)
-    rows = list(
-        zip(*(table.column(c).to_pylist() for c in ("id", "filename", "content")), strict=True)
-    )
-    file_of: dict[str, str] = {}
-    for key, path, _ in rows:  # a crash mid-rewrite could leave a key twice: count it once
-        file_of.setdefault(key, path)
-    first = {key: content for key, _, content in reversed(rows)}
-    keys = list(file_of)
-    found, scores = exact_top_k(keys, [first[key] for key in keys], text, k)
-    return [(key, file_of[key], float(s)) for key, s in zip(found, scores.tolist(), strict=True)]
+    parts: list[Partition], text: str, k: int, start_us: int | None, end_us: int | None
+) -> list[tuple[Partition, int, float]]:
+    """(partition, row, BM25) of the best k rows created in [start, end], best first."""
+    where: dict[str, tuple[Partition, int]] = {}
+    text_of: dict[str, str] = {}
+    for part in parts:
+        rows = part.within(start_us, end_us)
+        contents = part.shown.column("content").take(pa.array(rows)).to_pylist()
+        for row, content in zip(rows.tolist(), contents, strict=True):
+            key = part.keys[row]
+            if key not in where:  # a crash mid-rewrite could leave a key twice: count it once
+                where[key] = (part, row)
+                text_of[key] = content
+    keys = list(where)
+    found, scores = exact_top_k(keys, [text_of[key] for key in keys], text, k)
+    return [(*where[key], float(s)) for key, s in zip(found, scores.tolist(), strict=True)]
 
 
 _BY_KEY = f"{_KEY_SQL} IN (SELECT unnest($keys))"

@@ -230,3 +230,75 @@ async def test_stats(store):
     assert stats["count"] == 10 and stats["systems"] == 3
     assert stats["newest"] == NOW and stats["oldest"] == NOW - timedelta(hours=54)
     assert stats["bytes"] > 0 and stats["files"] >= 3
+
+
+class CountingObjects(LocalObjectStore):
+    """The real local store, counting the objects it reads."""
+
+    gets = 0
+
+    async def get(self, key: str) -> bytes:
+        self.gets += 1
+        return await super().get(key)
+
+
+async def test_a_repeated_search_reads_no_file_and_a_delete_is_seen_at_once(tmp_path):
+    store = ColdStore(CountingObjects(tmp_path / "objects"))
+    batch, x = _batch(40)
+    await store.insert(batch)
+    first = await store.search(x[3], 5, ["sys:3@x"])
+    read = store.objects.gets
+    assert read > 0
+    assert await store.search(x[3], 5, ["sys:3@x"]) == first
+    assert await store.search_keywords("memory 3", 5, ["sys:3@x"])
+    assert store.objects.gets == read  # listing and partitions both cached
+    top = keys_of(batch)[3]
+    assert first[0]["id"] == batch["id"][3].as_py()
+    assert await store.delete_many([top]) == [top]
+    after = await store.search(x[3], 5, ["sys:3@x"])
+    assert batch["id"][3].as_py() not in [h["id"] for h in after]
+
+
+async def test_a_file_rewritten_by_another_writer_is_read_again(tmp_path, monkeypatch):
+    objects = tmp_path / "objects"
+    reader, writer = ColdStore(LocalObjectStore(objects)), ColdStore(LocalObjectStore(objects))
+    batch, x = _batch(40)
+    await writer.insert(batch)
+    assert (await reader.search(x[3], 1, ["sys:3@x"]))[0]["id"] == batch["id"][3].as_py()
+    await writer.delete_many([keys_of(batch)[3]])
+    monkeypatch.setattr(cold_store, "LISTING_TTL_S", 0.0)  # the listing is re-read now
+    assert batch["id"][3].as_py() not in [h["id"] for h in await reader.search(x[3], 5)]
+
+
+async def test_cached_search_matches_an_exact_numpy_scan(store):
+    batch, x = _batch(200, systems=2)
+    await store.insert(batch)
+    rng = np.random.default_rng(7)
+    start = NOW - timedelta(days=20)
+    for query in rng.standard_normal((5, 384)).astype(np.float32):
+        for _ in range(2):  # cold, then cached
+            hits = await store.search(query, 7, ["sys:1@x"], start=start)
+            created = np.array(batch["created_at"].cast(pa.int64()).to_pylist())
+            mask = (np.array(batch["system_id"].to_pylist()) == "sys:1@x") & (
+                created >= int(start.timestamp() * 1e6)
+            )
+            scores = np.where(mask, x @ (query / np.linalg.norm(query)), -np.inf)
+            expected = np.argsort(-scores)[:7]
+            assert [h["id"] for h in hits] == batch["id"].take(expected).to_pylist()
+            assert np.allclose([h["similarity"] for h in hits], scores[expected], atol=1e-5)
+
+
+def test_the_partition_cache_keeps_the_most_recently_used_within_its_bound():
+    from akasha_ray.vectors.cold_cache import Partition, PartitionCache
+
+    batch, _ = _batch(10)
+    part = Partition.of(batch)
+    cache = PartitionCache(max_bytes=int(part.nbytes * 2.5))
+    for name in ("a", "b"):
+        cache.put(name, 1, part)
+    assert cache.get("a", 1) is part  # a is now the most recently used
+    cache.put("c", 1, part)
+    assert cache.get("b", 1) is None and cache.get("a", 1) is part and cache.get("c", 1) is part
+    assert cache.get("a", 2) is None  # another size: another file
+    cache.keep_only({"c"})
+    assert cache.get("a", 1) is None and cache.bytes == part.nbytes

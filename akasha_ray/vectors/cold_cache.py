@@ -1,0 +1,104 @@
+"""Decoded cold partitions kept in memory, so a repeated cold search reads no file.
+
+A cold data file is one system's memories of one UTC day. Decoded once, it is kept as unit
+vectors, creation times, keys and the columns a hit shows, under its object key and size: a
+file rewritten by a delete is dropped by its writer (the cold owner), and one rewritten by
+anyone else comes back with another size or is dropped when the listing no longer shows it.
+Least recently used partitions go first once `max_bytes` is reached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from akasha_ray.embedding_dim import DIM
+from akasha_ray.identity import keys_of
+from akasha_ray.times import from_us
+
+SHOWN = ("id", "system_id", "conversation_id", "content", "metadata", "model", "model_revision")
+
+
+@dataclass(frozen=True)
+class Partition:
+    keys: list[str]
+    created_us: np.ndarray  # int64
+    unit: np.ndarray  # float32 (n, DIM), each row of norm 1 (or 0)
+    shown: pa.Table  # SHOWN columns
+
+    @classmethod
+    def of(cls, table: pa.Table) -> Partition:
+        flat = table.column("embedding").combine_chunks().flatten()
+        matrix = flat.to_numpy(zero_copy_only=False).reshape(-1, DIM).astype(np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        created = pc.cast(table.column("created_at"), pa.int64()).to_numpy()
+        return cls(
+            keys=keys_of(table),
+            created_us=np.ascontiguousarray(created, dtype=np.int64),
+            unit=matrix / np.where(norms == 0, 1.0, norms),
+            shown=table.select(list(SHOWN)),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return self.unit.nbytes + self.created_us.nbytes + self.shown.nbytes + 64 * len(self.keys)
+
+    def within(self, start_us: int | None, end_us: int | None) -> np.ndarray:
+        """Row numbers created in [start, end]."""
+        keep = np.ones(len(self.keys), dtype=bool)
+        if start_us is not None:
+            keep &= self.created_us >= start_us
+        if end_us is not None:
+            keep &= self.created_us <= end_us
+        return np.flatnonzero(keep)
+
+    def memory(self, row: int) -> dict[str, Any]:
+        """Row `row` as a search hit shows it."""
+        out = {name: self.shown.column(name)[row].as_py() for name in SHOWN}
+        out["created_at"] = from_us(int(self.created_us[row]))
+        out["metadata"] = None if out["metadata"] is None else json.loads(out["metadata"])
+        return out
+
+
+class PartitionCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._held: OrderedDict[str, tuple[int, Partition]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str, size: int) -> Partition | None:
+        held = self._held.get(key)
+        if held is None or held[0] != size:
+            return None
+        self._held.move_to_end(key)
+        return held[1]
+
+    def put(self, key: str, size: int, partition: Partition) -> None:
+        self.drop(key)
+        if partition.nbytes > self.max_bytes:
+            return
+        self._held[key] = (size, partition)
+        self._bytes += partition.nbytes
+        while self._bytes > self.max_bytes:
+            _, (_, oldest) = self._held.popitem(last=False)
+            self._bytes -= oldest.nbytes
+
+    def drop(self, key: str) -> None:
+        held = self._held.pop(key, None)
+        if held is not None:
+            self._bytes -= held[1].nbytes
+
+    def keep_only(self, keys: set[str]) -> None:
+        """Forget partitions whose files are gone."""
+        for key in [k for k in self._held if k not in keys]:
+            self.drop(key)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
