@@ -315,7 +315,7 @@ class Bucket:
                     endpoint_url=self.endpoint_url,
                     region_name=_region(),
                     config=Config(
-                        retries={"max_attempts": 1, "mode": "standard"},  # ours: see above
+                        retries={"total_max_attempts": 1, "mode": "standard"},  # ours: see above
                         connect_timeout=min(self.timeout_s, 5.0),
                         read_timeout=self.timeout_s,
                         s3={"addressing_style": "path"},

@@ -14,9 +14,11 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from akasha_ray.replication.bucket import Bucket, CasFailed
+from akasha_ray.errors import Unavailable
+from akasha_ray.replication.bucket import Backoff, Bucket, CasFailed
 from akasha_ray.replication.delta_log import DeltaLog
 from tests.servers import seaweedfs
+from tests.servers.flaky_proxy import flaky_proxy
 from tests.servers.seaweedfs import seaweedfs_server
 from tests.unit.test_delta_log_local import change_rows, lsns
 
@@ -114,3 +116,35 @@ def test_read_as_of_and_a_copied_table(bucket: Bucket, s3: seaweedfs.S3Server) -
     copied = DeltaLog(copy, "east")
     assert copied.read()["lsn"].to_pylist() == [1, 2, 3]
     assert copied.versions() == {"hot-0": 3}
+
+
+def test_a_link_down_for_a_moment_is_ridden_out(s3: seaweedfs.S3Server) -> None:
+    with flaky_proxy(s3.endpoint_url) as proxy:
+        backoff = Backoff(attempts=6, base_s=0.2, cap_s=1.0)
+        bucket = Bucket(f"s3://{s3.bucket}/{uuid.uuid4().hex[:8]}", proxy.url, backoff=backoff)
+        log = DeltaLog(bucket, "east")
+        log.ship(change_rows("hot-0", [1]), epoch=1)
+        proxy.down()
+        threading.Timer(0.8, proxy.up).start()
+        assert log.ship(change_rows("hot-0", [2, 3]), epoch=1) == {"hot-0": 3}
+        assert proxy.refused > 0
+        assert log.read()["lsn"].to_pylist() == [1, 2, 3]
+
+
+def test_a_link_down_for_long_is_unavailable_then_the_same_shipment_lands_once(
+    s3: seaweedfs.S3Server,
+) -> None:
+    with flaky_proxy(s3.endpoint_url) as proxy:
+        fast = Backoff(attempts=2, base_s=0.05, cap_s=0.05)
+        bucket = Bucket(f"s3://{s3.bucket}/{uuid.uuid4().hex[:8]}", proxy.url, backoff=fast)
+        log = DeltaLog(bucket, "east")
+        log.ship(change_rows("hot-0", [1]), epoch=1)
+        proxy.down()
+        with pytest.raises(Unavailable, match=f"{bucket.url} at {proxy.url}"):
+            log.ship(change_rows("hot-0", [2, 3]), epoch=1)
+        with pytest.raises(Unavailable, match=f"{bucket.url} at {proxy.url}"):
+            bucket.get("akasha-dr/witness.json")
+        proxy.up()
+        assert log.ship(change_rows("hot-0", [2, 3]), epoch=1) == {"hot-0": 3}
+        assert log.ship(change_rows("hot-0", [2, 3]), epoch=1) == {"hot-0": 3}
+        assert log.read()["lsn"].to_pylist() == [1, 2, 3]

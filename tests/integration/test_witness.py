@@ -11,6 +11,7 @@ import pytest
 from akasha_ray.replication.bucket import Bucket
 from akasha_ray.replication.witness import Fenced, Witness
 from tests.servers import seaweedfs
+from tests.servers.flaky_proxy import flaky_proxy
 from tests.servers.seaweedfs import seaweedfs_server
 from tests.unit.test_witness_local import promote_at_once
 
@@ -72,3 +73,19 @@ def test_concurrent_promotions_exactly_one_wins(witness: Witness, round_: int) -
     assert won[0].epoch == state.epoch + 1
     assert witness.read() == won[0]
     assert {f.current for f in fenced} == {won[0]}
+
+
+def test_a_promotion_whose_reply_was_lost_still_wins(s3: seaweedfs.S3Server) -> None:
+    """The CAS landed but its answer did not: the retry meets its own write (412), which
+    must read as a win, not as Fenced."""
+    with flaky_proxy(s3.endpoint_url) as proxy:
+        bucket = Bucket(f"s3://{s3.bucket}/{uuid.uuid4().hex[:8]}", proxy.url)
+        witness = Witness(bucket)
+        first = witness.init("east")
+        proxy.lose_replies(1)
+        second = witness.advance(first, "west")
+        assert proxy.lost == 1
+        assert (second.epoch, second.primary) == (2, "west")
+        assert witness.read() == second
+        with pytest.raises(Fenced):
+            witness.advance(first, "north")
