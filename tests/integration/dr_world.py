@@ -57,6 +57,8 @@ def world(shards: int) -> pa.Table:
         batch = memories(system, 20, seed=len(system))
         links = {memory_key(system, "m-0"): ["person:ada"], memory_key(system, "m-1"): ["acme"]}
         add(stream, "memories", system, changes.memories_payload(batch, links))
+    for system in SYSTEMS:  # after every memory: the memories are a prefix of each stream
+        stream = changes.memory_stream(shard_for(system, shards))
         deleted = {"key": memory_key(system, "m-19"), "at": NOW.isoformat()}
         add(stream, "delete", system, changes.json_payload(deleted))
     points = [
@@ -104,6 +106,23 @@ def world(shards: int) -> pa.Table:
     return change_rows(entries, epoch=1)
 
 
+def prefix(rows: pa.Table) -> pa.Table:
+    """Every memories change and the first change of each other kind (the first metrics, the
+    entities, the key's creation): a prefix of every stream, as a primary's log held it before
+    the deletes, the relationship, more metrics and the revocation came."""
+    seen: set[tuple[str, str]] = set()
+    keep = []
+    for stream, kind in zip(rows["stream"].to_pylist(), rows["kind"].to_pylist(), strict=True):
+        if kind in ("delete", "relationships"):
+            keep.append(False)
+        elif kind == "memories":
+            keep.append(True)
+        else:
+            keep.append((stream, kind) not in seen)
+            seen.add((stream, kind))
+    return rows.filter(pa.array(keep))
+
+
 def held(settings) -> dict[str, Any]:
     """Everything the deployment holds that DR carries, in comparable form."""
     memories_held: dict[str, str] = {}
@@ -116,6 +135,10 @@ def held(settings) -> dict[str, Any]:
         ]
         memories_held.update(zip(keys, table["content_hash"].to_pylist(), strict=True))
         buried |= {k for k, _ in ray.get(shard.tombstones.remote(None, 1_000_000), timeout=120)}
+    for tier, owner in (("warm", supervisor.warm(settings)), ("cold", supervisor.cold(settings))):
+        listed = ray.get(owner.keys_before.remote(datetime(9999, 1, 1, tzinfo=UTC), 10_000))
+        for key, digest in ray.get(owner.existing.remote(listed), timeout=120).items():
+            memories_held[key] = f"{tier}:{digest}"
     timeseries = supervisor.timeseries(settings)
     points = ray.get(timeseries.export.remote(0, 1_000_000), timeout=120).table
     points = points.filter(pa.compute.equal(points["metric_name"], "latency_ms"))
