@@ -139,6 +139,26 @@ def changelog(settings: Settings) -> ActorHandle:
     )
 
 
+def regions(settings: Settings, env: dict[str, str] | None = None) -> dict[str, ActorHandle]:
+    """One `region-<name>` coordinator per other region (DR on): ships there or applies its log.
+    `env`: variables for their processes (tests: bucket credentials a running cluster lacks)."""
+    from actors.region import RegionActor, actor_name
+
+    extra = {"runtime_env": {"env_vars": env}} if env else {}
+    return {
+        other.name: ray.remote(RegionActor)
+        .options(
+            name=actor_name(other.name),
+            namespace=settings.namespace,
+            num_cpus=0,
+            **_OWNER_OPTIONS,
+            **extra,
+        )
+        .remote(to_dict(settings), other.name)
+        for other in settings.dr.others()
+    }
+
+
 # Every actor of one Akasha, in the order `akasha up` creates them and `akasha down` walks them.
 OWNERS = {
     "keys": keys,
@@ -158,6 +178,7 @@ def start_all(settings: Settings) -> None:
         create(settings)
     if settings.dr.enabled:
         changelog(settings)
+        regions(settings)
 
 
 def adopt_running(settings: Settings) -> Settings:
@@ -172,4 +193,5 @@ def adopt_running(settings: Settings) -> Settings:
 
 def actor_names(settings: Settings) -> list[str]:
     replication = [CHANGELOG] if settings.dr.enabled else []
+    replication += [f"region-{r.name}" for r in settings.dr.others()] if settings.dr.enabled else []
     return [hot_actor_name(i) for i in range(settings.hot.shards)] + list(OWNERS) + replication

@@ -103,6 +103,13 @@ class ColdActor(_TierOwner):
         cache_bytes = int(self._settings.tiers.cold_cache_mb * 2**20)
         return ColdStore.open(self._settings.objects, Path(self._settings.data_dir), cache_bytes)
 
+    async def keys_before(self, cutoff: datetime, limit: int) -> list[str]:
+        return await (await self._tier()).keys_before(cutoff, limit)
+
+    async def fetch(self, keys: Sequence[str]) -> pa.Table:
+        """Whole memories (vectors included): DR snapshots and exports read cold with it."""
+        return await (await self._tier()).fetch(keys)
+
     async def search(
         self,
         vector: np.ndarray,

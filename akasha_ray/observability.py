@@ -195,11 +195,17 @@ class _Metrics:
             "Migration passes, by outcome (ok, error).",
             tag_keys=("outcome",),
         )
-        # Replication lag: a place for it once replicas exist (nothing sets it yet).
+        # Set by each region-<name> coordinator (actors/region.py) every witness_check_s.
         self.replication_lag = metrics.Gauge(
             "akasha_replication_lag_seconds",
-            "How far a replica of a tier is behind its primary (not measured yet).",
-            tag_keys=("tier",),
+            "Age of the oldest change not yet shipped to (duty ship) or applied from (duty "
+            "apply) another region; 0 when caught up.",
+            tag_keys=("region", "duty"),
+        )
+        self.replication_lag_changes = metrics.Gauge(
+            "akasha_replication_lag_changes",
+            "Changes not yet shipped to (ship) or applied from (apply) another region.",
+            tag_keys=("region", "duty"),
         )
 
 
@@ -247,9 +253,13 @@ def count_migration(report: Mapping[str, Any] | None, ok: bool) -> None:
             m.migrated.inc(moved, tags={"hop": str(hop)})
 
 
-def set_replication_lag(tier: str, seconds: float) -> None:
-    """For the replication work to call; until then the series is absent."""
-    _metrics().replication_lag.set(seconds, tags={"tier": tier})
+def set_replication_lag(region: str, duty: str, seconds: float, changes: int | None) -> None:
+    """One region coordinator's lag (`changes` None: unknown, its bucket is down)."""
+    m = _metrics()
+    tags = {"region": region, "duty": duty}
+    m.replication_lag.set(seconds, tags=tags)
+    if changes is not None:
+        m.replication_lag_changes.set(changes, tags=tags)
 
 
 class RequestMetrics:
