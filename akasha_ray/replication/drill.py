@@ -195,6 +195,33 @@ def _requests(kind: str, seq: int, sent: float) -> list[tuple[str, dict[str, Any
     ]
 
 
+def judge(
+    acks: list[Ack],
+    lost: list[Ack],
+    old: str,
+    new: str,
+    killed_at: float,
+    promote_sent_at: float,
+) -> tuple[list[Ack], float, float | None]:
+    """Zombies, RPO and RTO from the writer's record and what the new primary lacks.
+
+    A zombie is a write acknowledged by a region that was not primary then: the old one once the
+    promotions were sent (it was killed before: whatever it answered later came from a region
+    still taking writes), the new one before they were. RPO is the age at the kill of the oldest
+    lost write (0 when none); RTO the time from the kill to the new primary's first answer."""
+    zombies = [
+        a
+        for a in acks
+        if (a.region == old and a.sent_at >= promote_sent_at)
+        or (a.region == new and a.acked_at < promote_sent_at)
+    ]
+    rpo = max((max(0.0, killed_at - a.acked_at) for a in lost), default=0.0)
+    first = min(
+        (a.acked_at for a in acks if a.region == new and a.sent_at >= killed_at), default=None
+    )
+    return zombies, rpo, None if first is None else first - killed_at
+
+
 class Reader:
     """What one region holds of the writer's writes, read over HTTP with that region's key."""
 
@@ -425,16 +452,7 @@ def _drill(regions: LocalRegions, options: DrillOptions, say: Callable[[str], No
         lost_new = reader.missing(after)
     finally:
         reader.close()
-    # Not primary then: the old primary once the promotions were sent (it is dead: anything
-    # it acknowledged later came from a region still taking writes), the secondary before.
-    zombies = [
-        a
-        for a in acks
-        if (a.region == primary.name and a.sent_at >= promote_sent_at)
-        or (a.region == secondary.name and a.acked_at < promote_sent_at)
-    ]
-    rpo = max((max(0.0, killed_at - a.acked_at) for a in lost), default=0.0)
-    rto = None if first_new is None else first_new.acked_at - killed_at
+    zombies, rpo, rto = judge(acks, lost, primary.name, secondary.name, killed_at, promote_sent_at)
     epoch_before = (out["witness_before"] or {}).get("epoch")
     witness_after = witness(regions)
     epoch_after = (witness_after or {}).get("epoch")
