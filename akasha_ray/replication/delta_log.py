@@ -11,12 +11,14 @@ if another writer committed in between, delta-rs refuses ours and we start again
 table state, so the filter always ran against the version we commit on top of. A shipper that
 crashed between the commit and `mark_shipped` re-sends the same rows: nothing is committed.
 
-Paths in the Delta log are relative, so a copied table folder stays readable.
+Paths in the Delta log are relative, so a copied table folder stays readable. `compact`
+drops what a snapshot covers; the app transaction versions survive it (and any optimize).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -33,6 +35,7 @@ from akasha_ray.replication import changes
 from akasha_ray.replication.bucket import Bucket, retry
 
 ROOT = "akasha-dr/log"
+STREAM = re.compile(r"[a-z0-9][a-z0-9-]*")  # checked before a name goes into a predicate
 
 
 class LogGap(Conflict):
@@ -123,7 +126,43 @@ class DeltaLog:
             "lsn_ranges": json.loads(info.get("akasha.lsn_ranges", "{}")),
         }
 
+    def compact(self, through: Mapping[str, int], *, keep_hours: int = 168) -> dict[str, int]:
+        """Drop the rows at or below `through` ({stream: lsn}: what a snapshot covers), merge
+        small files, and delete files that no version of the last `keep_hours` reads (so
+        `read_as_of` reaches back that far). Each stream keeps its last row, so `versions()`
+        still lists it. Safe to repeat."""
+        bad = [name for name in through if not STREAM.fullmatch(name)]
+        if bad:
+            raise ValueError(f"not stream names: {bad}")
+        with self._lock:
+            return retry(
+                lambda: self._compact_once(through, keep_hours),
+                transient=_transient,
+                backoff=self.bucket.backoff,
+                what=f"compacting {self.uri} ({self.bucket.describe()})",
+                on_retry=lambda _: self._forget(),
+            )
+
     # Internals
+
+    def _compact_once(self, through: Mapping[str, int], keep_hours: int) -> dict[str, int]:
+        table = self._load()
+        if table is None:
+            return {"deleted_rows": 0, "files_merged": 0, "files_removed": 0}
+        clauses = []
+        for name, lsn in sorted(through.items()):
+            upto = min(int(lsn), self._version(table, name) - 1)
+            if upto >= 1:
+                clauses.append(f"(stream = '{name}' AND lsn <= {upto})")
+        deleted = 0
+        if clauses:
+            deleted = table.delete(" OR ".join(clauses)).get("num_deleted_rows", 0)
+        merged = table.optimize.compact().get("numFilesRemoved", 0)
+        removed = table.vacuum(
+            retention_hours=keep_hours, dry_run=False, enforce_retention_duration=False
+        )
+        table.update_incremental()
+        return {"deleted_rows": deleted, "files_merged": merged, "files_removed": len(removed)}
 
     def _ship_once(self, rows: pa.Table, epoch: int) -> dict[str, int]:
         table = self._load()
@@ -215,6 +254,13 @@ def _check_unique(rows: pa.Table) -> None:
 
 
 def _rows(table: DeltaTable | None, after: Mapping[str, int], limit: int | None) -> pa.Table:
+    """Rows beyond `after`, by stream then LSN, at most `limit`.
+
+    With a limit, files are read stream by stream in the order of their lowest LSN (from the
+    Delta log's statistics) until the limit is reached, so a reader far behind (a restore, a
+    catching-up secondary) reads about `limit` rows per call, not the whole remaining log.
+    Files of one stream may overlap in LSNs (after a compaction): every file whose lowest LSN
+    is at or below the limit's cut-off LSN is read."""
     if table is None:
         return changes.SCHEMA.empty_table()
     stream, lsn = ds.field("stream"), ds.field("lsn")
@@ -222,11 +268,47 @@ def _rows(table: DeltaTable | None, after: Mapping[str, int], limit: int | None)
     for name, last in after.items():
         beyond = (stream == name) & (lsn > last)
         wanted = beyond if wanted is None else wanted | beyond
-    found = table.to_pyarrow_dataset().to_table(filter=wanted)
+    dataset = table.to_pyarrow_dataset()
+    if limit is None:
+        found = dataset.to_table(filter=wanted)
+    else:
+        found = _first_rows(table, dataset, wanted, limit)
     found = found.sort_by([("stream", "ascending"), ("lsn", "ascending")])
     if limit is not None:
         found = found.slice(0, limit)
     return _conform(found)
+
+
+def _first_rows(
+    table: DeltaTable, dataset: ds.Dataset, wanted: ds.Expression | None, limit: int
+) -> pa.Table:
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if "min.lsn" not in actions.column_names:  # no statistics: read it all
+        return dataset.to_table(filter=wanted)
+    lowest = dict(zip(actions["path"].to_pylist(), actions["min.lsn"].to_pylist(), strict=True))
+    fragments = list(dataset.get_fragments(filter=wanted))
+    if any(lowest.get(f.path) is None for f in fragments):  # a path not matched, or no stats
+        return dataset.to_table(filter=wanted)
+    by_stream: dict[str, list[ds.Fragment]] = {}
+    for fragment in fragments:
+        name = ds.get_partition_keys(fragment.partition_expression)["stream"]
+        by_stream.setdefault(name, []).append(fragment)
+    parts: list[pa.Table] = []
+    taken = 0
+    for name in sorted(by_stream):
+        if taken >= limit:
+            break
+        need, mine, cut = limit - taken, [], None
+        for fragment in sorted(by_stream[name], key=lambda f: lowest[f.path]):
+            if cut is not None and lowest[fragment.path] > cut:
+                break  # sorted by lowest LSN: no later file holds a row at or below the cut
+            mine.append(fragment.to_table(filter=wanted, schema=dataset.schema))
+            lsns = pa.concat_tables(mine)["lsn"]
+            if len(lsns) >= need:  # the need-th lowest LSN: rows beyond it are not needed
+                cut = lsns[pc.sort_indices(lsns)[need - 1].as_py()].as_py()
+        parts.extend(mine)
+        taken += min(sum(t.num_rows for t in mine), need)
+    return pa.concat_tables(parts) if parts else dataset.schema.empty_table()
 
 
 def _transient(exc: BaseException) -> bool:

@@ -152,3 +152,70 @@ def test_rows_survive_a_copy_of_the_table_folder(log: DeltaLog, tmp_path: Path) 
     copy = DeltaLog(Bucket(str(tmp_path / "copy")), "east")
     assert lsns(copy.read()) == [("hot-0", 1), ("hot-0", 2), ("keys", 1)]
     assert copy.versions() == {"hot-0": 2, "keys": 1}
+
+
+def test_limited_reads_agree_with_a_full_read(log: DeltaLog) -> None:
+    for first in range(1, 40, 4):  # ten commits of four LSNs on two streams, one on a third
+        log.ship(
+            pa.concat_tables(
+                [
+                    change_rows("hot-0", range(first, first + 4)),
+                    change_rows("hot-1", range(first, first + 4)),
+                ]
+            ),
+            epoch=1,
+        )
+    log.ship(change_rows("keys", [1, 2, 3]), epoch=1)
+    everything = lsns(log.read())
+    assert len(everything) == 83
+    for after in ({}, {"hot-0": 7}, {"hot-0": 40, "hot-1": 13}, {"hot-1": 2, "keys": 1}):
+        full = lsns(log.read(after))
+        for limit in (1, 3, 4, 5, 17, 40, 41, 100):
+            assert lsns(log.read(after, limit)) == full[:limit], (after, limit)
+
+
+def test_a_limited_read_opens_only_the_files_it_needs(log: DeltaLog) -> None:
+    for first in range(1, 30, 5):
+        log.ship(change_rows("hot-0", range(first, first + 5)), epoch=1)
+    table = DeltaTable(log.uri)
+    later = [
+        a["path"]
+        for a in pa.table(table.get_add_actions(flatten=True)).to_pylist()
+        if a["min.lsn"] > 10
+    ]
+    for path in later:  # the files past LSN 10 are gone: only what a reader of 1..10 may touch
+        (Path(log.uri) / path).unlink()
+    assert log.read({"hot-0": 2}, limit=8)["lsn"].to_pylist() == list(range(3, 11))
+    with pytest.raises(OSError):
+        log.read({"hot-0": 2}, limit=9)
+
+
+def test_compaction_keeps_rows_and_versions(log: DeltaLog) -> None:
+    for first in range(1, 20, 2):
+        log.ship(change_rows("hot-0", [first, first + 1]), epoch=1)
+    DeltaTable(log.uri).optimize.compact()
+    assert DeltaLog(log.bucket, "east").versions() == {"hot-0": 20}
+    assert log.read({"hot-0": 5}, limit=3)["lsn"].to_pylist() == [6, 7, 8]
+    assert log.ship(change_rows("hot-0", [19, 20, 21]), epoch=1) == {"hot-0": 21}
+    assert log.read()["lsn"].to_pylist() == list(range(1, 22))
+
+
+def test_compact_through_a_snapshot(log: DeltaLog) -> None:
+    for first in range(1, 20, 2):
+        log.ship(
+            pa.concat_tables(
+                [change_rows("hot-0", [first, first + 1]), change_rows("keys", [first, first + 1])]
+            ),
+            epoch=1,
+        )
+    done = log.compact({"hot-0": 15, "keys": 25, "metrics": 3}, keep_hours=0)
+    assert done["deleted_rows"] == 15 + 19 and done["files_merged"] > 0
+    assert log.versions() == {"hot-0": 20, "keys": 20}  # keys keeps its last row
+    assert lsns(log.read()) == [*[("hot-0", n) for n in range(16, 21)], ("keys", 20)]
+    assert log.compact({"hot-0": 15})["deleted_rows"] == 0  # repeated: nothing more
+    assert log.ship(change_rows("keys", [20, 21]), epoch=1) == {"keys": 21}
+    assert log.read({"hot-0": 20})["lsn"].to_pylist() == [20, 21]
+    with pytest.raises(ValueError, match="stream names"):
+        log.compact({"hot-0' OR true OR stream = '": 1})
+    copy = DeltaLog(log.bucket, "east")  # what a fresh reader sees
+    assert copy.versions() == {"hot-0": 20, "keys": 21}
