@@ -21,7 +21,7 @@ import json
 import re
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -35,6 +35,7 @@ from akasha_ray.replication import changes
 from akasha_ray.replication.bucket import Bucket, retry
 
 ROOT = "akasha-dr/log"
+SETTLED = timedelta(minutes=1)  # past this, no commit stamped earlier can still be landing
 STREAM = re.compile(r"[a-z0-9][a-z0-9-]*")  # checked before a name goes into a predicate
 
 
@@ -50,6 +51,7 @@ class DeltaLog:
         self.source = source_region
         self.uri = bucket.table_uri(ROOT, source_region)
         self._table: DeltaTable | None = None
+        self._as_of: tuple[datetime, DeltaTable | None] | None = None
         self._lock = threading.Lock()  # one DeltaTable object, updated in place
 
     def app_id(self, stream: str) -> str:
@@ -102,15 +104,26 @@ class DeltaLog:
         times, which S3 stores to the second). Empty when the table did not exist yet."""
         if at.tzinfo is None:
             raise ValueError("read_as_of needs a timezone-aware time")
+        with self._lock:
+            if self._as_of is not None and self._as_of[0] == at:
+                table = self._as_of[1]  # a restore reads in many calls: resolve `at` once
+            else:
+                table = self._version_at(at)
+                # A commit stamped before `at` may still be landing when `at` is recent.
+                if datetime.now(UTC) - at > SETTLED:
+                    self._as_of = (at, table)
+            return _rows(table, after or {}, limit)
+
+    def _version_at(self, at: datetime) -> DeltaTable | None:
         table = self._open()
         if table is None:
-            return changes.SCHEMA.empty_table()
+            return None
         limit_ms = at.timestamp() * 1000
         made = [c["version"] for c in table.history() if c["timestamp"] <= limit_ms]
         if not made:
-            return changes.SCHEMA.empty_table()
+            return None
         table.load_as_version(max(made))
-        return _rows(table, after or {}, limit)
+        return table
 
     def last_commit(self) -> dict[str, Any] | None:
         """The latest commit's version, time, epoch and LSN ranges (for status)."""

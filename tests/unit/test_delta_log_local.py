@@ -219,3 +219,26 @@ def test_compact_through_a_snapshot(log: DeltaLog) -> None:
         log.compact({"hot-0' OR true OR stream = '": 1})
     copy = DeltaLog(log.bucket, "east")  # what a fresh reader sees
     assert copy.versions() == {"hot-0": 20, "keys": 21}
+
+
+def test_read_as_of_a_settled_time_resolves_it_once(log: DeltaLog) -> None:
+    log.ship(change_rows("hot-0", [1, 2, 3]), epoch=1)
+    history = DeltaTable.history
+    calls: list[int] = []
+
+    def counted(table: DeltaTable, limit: int | None = None) -> list:
+        calls.append(1)
+        return history(table, limit)
+
+    later = datetime.now(UTC) + timedelta(hours=1)  # recent or ahead: never cached
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DeltaTable, "history", counted)
+        for after in (0, 1, 2):
+            assert log.read_as_of(later, {"hot-0": after}, limit=1)["lsn"].to_pylist() == [
+                after + 1
+            ]
+        assert len(calls) == 3
+        settled = datetime.now(UTC) - timedelta(hours=1)
+        for _ in range(3):
+            assert log.read_as_of(settled).num_rows == 0
+        assert len(calls) == 4
