@@ -9,6 +9,7 @@ witness names another primary.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from akasha_ray.replication.changelog import ChangeLog, Entry
 
 ACTOR_NAME = "changelog"
 SHIPPED, APPLIED = "shipped", "applied"
+COMPACT_EVERY_S = 60.0  # how often changes every other region holds are dropped here
 
 
 class ChangelogActor:
@@ -31,6 +33,8 @@ class ChangelogActor:
         configured = next((r.name for r in dr.regions if r.role == "primary"), self._region)
         self._epoch, self._primary = self._log.region_state() or (1, configured)
         self._changed = asyncio.Condition()  # notified on every append and every mark
+        self._others = [r.name for r in dr.regions if r.name != self._region]
+        self._compacted_at = time.monotonic()
 
     # -- the write gate and the log -----------------------------------------------------------
 
@@ -78,6 +82,22 @@ class ChangelogActor:
         self._log.mark(SHIPPED, region, versions)
         async with self._changed:
             self._changed.notify_all()
+        if time.monotonic() - self._compacted_at > COMPACT_EVERY_S:
+            self.compact_shipped()
+
+    def compact_shipped(self) -> int:
+        """Drop the changes every other region's bucket holds; how many were dropped."""
+        self._compacted_at = time.monotonic()
+        return self._log.compact(self.shipped_everywhere())
+
+    def shipped_everywhere(self) -> dict[str, int]:
+        """Per stream, the LSN every other region's bucket holds: what this log may drop (a
+        region that is down holds the log back until it catches up)."""
+        marks = self._log.marks(SHIPPED)
+        if not self._others or any(r not in marks for r in self._others):
+            return {}
+        streams = set.intersection(*(set(marks[r]) for r in self._others))
+        return {s: min(marks[r][s] for r in self._others) for s in streams}
 
     def shipped(self) -> dict[str, dict[str, int]]:
         return self._log.marks(SHIPPED)

@@ -103,3 +103,16 @@ def test_with_dr_off_nothing_is_logged_and_no_changelog_runs(ray_cluster, settin
     asyncio.run(MemoryService(settings).ingest(batch))
     with pytest.raises(ValueError):
         ray.get_actor("changelog", namespace=settings.namespace)
+
+
+def test_changes_every_other_region_holds_are_compacted_away(ray_cluster, settings):
+    settings = with_regions(settings)
+    supervisor.start_all(settings)
+    log = ray.get_actor("changelog", namespace=settings.namespace)
+    entry = ("graph", "delete_entity", None, changes.json_payload({"entity_id": "e"}))
+    ray.get(log.append.remote([entry] * 5))
+    ray.get(log.mark_shipped.remote("west", {"graph": 3}))
+    assert ray.get(log.shipped_everywhere.remote()) == {"graph": 3}
+    assert ray.get(log.compact_shipped.remote()) == 3
+    assert ray.get(log.read.remote({}, 100))["lsn"].to_pylist() == [4, 5]
+    assert ray.get(log.last.remote()) == {"graph": 5}
