@@ -148,3 +148,17 @@ def test_a_link_down_for_long_is_unavailable_then_the_same_shipment_lands_once(
         assert log.ship(change_rows("hot-0", [2, 3]), epoch=1) == {"hot-0": 3}
         assert log.ship(change_rows("hot-0", [2, 3]), epoch=1) == {"hot-0": 3}
         assert log.read()["lsn"].to_pylist() == [1, 2, 3]
+
+
+def test_limited_reads_and_compaction(bucket: Bucket) -> None:
+    log = DeltaLog(bucket, "east")
+    for n, first in enumerate(range(1, 13, 3), start=1):
+        batch = [change_rows("hot-0", range(first, first + 3)), change_rows("keys", [n])]
+        log.ship(pa.concat_tables(batch), epoch=1)
+    assert lsns(log.read({"hot-0": 2}, limit=5)) == [("hot-0", n) for n in range(3, 8)]
+    done = log.compact({"hot-0": 9, "keys": 10}, keep_hours=0)
+    assert done["deleted_rows"] == 9 + 3 and done["files_removed"] > 0
+    fresh = DeltaLog(bucket, "east")
+    assert fresh.versions() == {"hot-0": 12, "keys": 4}
+    assert lsns(fresh.read()) == [("hot-0", 10), ("hot-0", 11), ("hot-0", 12), ("keys", 4)]
+    assert fresh.ship(change_rows("hot-0", [12, 13]), epoch=1) == {"hot-0": 13}
