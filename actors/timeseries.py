@@ -81,6 +81,13 @@ class TimeseriesActor:
         _, batcher = await self._ready()
         return await batcher.add(batch)
 
+    async def write_once(self, batch: PointBatch, token: str) -> int:
+        """Store points now (committed on return), once per `token` for as long as the store
+        keeps tokens (`WRITE_TOKENS_KEPT`): replicated, restored and imported batches, which
+        may be applied again."""
+        store, _ = await self._ready()
+        return await store.write(batch, token)
+
     async def flush(self) -> None:
         _, batcher = await self._ready()
         await batcher.flush()

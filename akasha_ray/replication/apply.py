@@ -6,13 +6,13 @@ metrics, graph, keys), so they are applied side by side. Consecutive memory batc
 are merged into one ingest, and consecutive tombstones into one burial, which is what makes a
 restore fast.
 
-Idempotence: every step is idempotent on its own (an ingest of a memory already held as sent is
+Idempotence: every step is idempotent on its own: an ingest of a memory already held as sent is
 a no-op, a burial of a buried key is one, graph upserts replace by id, a key record is adopted
-as-is) except metric points, which have no identity. So LSN bookkeeping carries it: `apply`
-skips what is at or below the applied LSN of its stream (from the `changelog` actor when it
-runs, else this object's memory) and records the new LSNs only once every store has the rows
-(the metrics writer flushed). A crash between the writes and the record re-applies one batch on
-restart: harmless, except that its metric points may be stored twice.
+as-is, and a metrics change (points have no identity) is written with a token naming its source,
+stream and LSN, which the metrics store keeps for `WRITE_TOKENS_KEPT` (a day) and honours. On
+top of that, `apply` skips what is at or below the applied LSN of its stream (from the
+`changelog` actor when it runs, else this object's memory) and records the new LSNs once every
+store has the rows.
 """
 
 from __future__ import annotations
@@ -132,13 +132,15 @@ class Applier:
                     f"{expected}",
                     field="lsn",
                 )
-        done = await self.apply_rows(fresh)
+        done = await self.apply_rows(fresh, tokens=f"dr:{self._source}" if self._source else None)
         await self.mark(done.versions)
         return {**applied, **done.versions}
 
-    async def apply_rows(self, rows: pa.Table) -> Applied:
+    async def apply_rows(self, rows: pa.Table, tokens: str | None = None) -> Applied:
         """Apply rows as they are (no LSN check or record): snapshots and bundles, whose rows
-        are numbered only to keep their order."""
+        are numbered only to keep their order. With `tokens` (naming where the rows come from),
+        each metrics change is stored once per `<tokens>:<stream>:<lsn>` (see the metrics
+        store's write tokens), so applying the same rows again adds no points."""
         if rows.num_rows == 0:
             return Applied()
         if self._recorder is not None:
@@ -147,7 +149,7 @@ class Applier:
         streams = pc.unique(rows.column("stream")).to_pylist()
         done = Applied()
         parts = [
-            self._apply_stream(rows.filter(pc.equal(rows.column("stream"), s)), done)
+            self._apply_stream(rows.filter(pc.equal(rows.column("stream"), s)), done, tokens)
             for s in streams
         ]
         await asyncio.gather(*parts)
@@ -156,7 +158,7 @@ class Applier:
             await call(self._timeseries().flush.remote(), "metrics", self._timeout)
         return done
 
-    async def _apply_stream(self, rows: pa.Table, done: Applied) -> None:
+    async def _apply_stream(self, rows: pa.Table, done: Applied, tokens: str | None) -> None:
         stream = rows.column("stream")[0].as_py()
         kinds = rows.column("kind").to_pylist()
         payloads = rows.column("payload").to_pylist()
@@ -164,9 +166,13 @@ class Applier:
         i = 0
         while i < len(kinds):
             j = i + 1  # a run of the same kind: one store call
-            while j < len(kinds) and kinds[j] == kinds[i] and _mergeable(kinds[i]):
+            while j < len(kinds) and kinds[j] == kinds[i] and _mergeable(kinds[i], tokens):
                 j += 1
-            await self._apply_run(kinds[i], payloads[i:j], done)
+            if kinds[i] == "metrics" and tokens is not None:
+                token = f"{tokens}:{stream}:{lsns[i]}"
+                await self._metrics_once(changes.decode("metrics", payloads[i]), token, done)
+            else:
+                await self._apply_run(kinds[i], payloads[i:j], done)
             if self._recorder is not None and kinds[i] != "memories":  # ingest logs its own
                 systems = rows.column("system_id").to_pylist()[i:j]
                 entries = [
@@ -214,6 +220,12 @@ class Applier:
 
     # -- one kind each -----------------------------------------------------------------------------
 
+    async def _metrics_once(self, table: pa.Table, token: str, done: Applied) -> None:
+        batch = PointBatch(table.cast(PointBatch.empty().table.schema))
+        write = self._timeseries().write_once.remote(batch, token)
+        await call(write, "metrics", self._timeout)
+        done.add("metrics", len(batch))
+
     async def _memories(self, table: pa.Table, done: Applied) -> int:
         """Ingest through the memory service (vectors as sent: nothing is embedded). A key
         deleted since (its tombstone applied, or in the snapshot) is skipped; one held with
@@ -231,9 +243,27 @@ class Applier:
             links = {k: v for k, v in links.items() if k in kept}
             return len((await self.service.ingest(keep, links)).new_keys)
 
+    async def clashes(self, batch: pa.Table) -> list[str]:
+        """Keys of the batch held here with other content (not counting deleted keys)."""
+        return (await self._held(batch))[1]
+
     async def _admissible(self, batch: pa.Table) -> tuple[pa.Table, int]:
         """The rows an ingest can take: not buried, and not held with other content (that is
         a Conflict unless on_conflict="skip"); and how many rows were held with other content."""
+        keys = keys_of(batch)
+        buried, clashing = await self._held(batch)
+        if clashing and self._on_conflict == "fail":
+            shown = ", ".join(split_key(k)[1] for k in clashing[:5])
+            raise Conflict(
+                f"{len(clashing)} memories are held here with other content (ids: {shown})",
+                field="memories",
+            )
+        drop = buried | set(clashing)
+        keep = batch.filter(pa.array([k not in drop for k in keys]))
+        return keep, len(clashing)
+
+    async def _held(self, batch: pa.Table) -> tuple[set[str], list[str]]:
+        """The batch's buried keys, and its keys held with other content."""
         keys = keys_of(batch)
         hashes = dict(zip(keys, batch.column("content_hash").to_pylist(), strict=True))
         checks = [
@@ -249,15 +279,7 @@ class Applier:
         for t in told[len(checks) :]:
             held.update(t)
         clashing = [k for k in keys if k in held and held[k] != hashes[k] and k not in buried]
-        if clashing and self._on_conflict == "fail":
-            shown = ", ".join(split_key(k)[1] for k in clashing[:5])
-            raise Conflict(
-                f"{len(clashing)} memories are held here with other content (ids: {shown})",
-                field="memories",
-            )
-        drop = buried | set(clashing)
-        keep = batch.filter(pa.array([k not in drop for k in keys]))
-        return keep, len(clashing)
+        return buried, clashing
 
     async def _bury(self, deleted: list[tuple[str, datetime]]) -> None:
         """What `MemoryService.delete` does, for many keys at once and with the primary's
@@ -319,8 +341,12 @@ def _firsts(rows: pa.Table) -> dict[str, int]:
     return dict(zip(grouped["stream"].to_pylist(), grouped["lsn_min"].to_pylist(), strict=True))
 
 
-def _mergeable(kind: str) -> bool:
-    return kind in ("memories", "delete", "metrics", "entities", "relationships")
+def _mergeable(kind: str, tokens: str | None) -> bool:
+    """Whether consecutive changes of this kind go to the store in one call (metrics with
+    tokens do not: each change is its own write, named by its LSN)."""
+    if kind == "metrics":
+        return tokens is None
+    return kind in ("memories", "delete", "entities", "relationships")
 
 
 def _chunks(tables: list[pa.Table], rows: int) -> list[list[pa.Table]]:

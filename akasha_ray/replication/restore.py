@@ -41,7 +41,7 @@ async def restore(
     counts: dict[str, int] = {}
     if manifest is not None:
         for part in snapshot.load(bucket, manifest):
-            done = await applier.apply_rows(part)
+            done = await applier.apply_rows(part, tokens=f"snapshot:{manifest['id']}")
             for kind, n in done.counts.items():
                 counts[kind] = counts.get(kind, 0) + n
         await applier.mark(manifest["versions"])

@@ -87,7 +87,7 @@ class PartWriter:
         name = f"part-{len(self.parts):05d}.parquet"
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
-        self.bucket.put(f"{self.prefix}/{name}", sink.getvalue())
+        self.bucket.put(f"{self.prefix}/{name}" if self.prefix else name, sink.getvalue())
         self.parts.append(name)
 
 

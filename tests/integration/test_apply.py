@@ -51,9 +51,14 @@ def test_apply_lands_everywhere_and_twice_is_once(ray_cluster, settings):
     asyncio.run(again.apply(rows))
     assert held(settings) == first
 
-    # Without LSN bookkeeping (a snapshot's rows), every store but metrics is idempotent itself.
-    asyncio.run(Applier(settings).apply_rows(rows))
+    # Without LSN bookkeeping (a snapshot's rows), every store is idempotent itself: metric
+    # points by the write tokens named after where the rows came from.
+    asyncio.run(Applier(settings).apply_rows(rows, tokens="dr:east"))
+    assert held(settings) == first
+    asyncio.run(Applier(settings).apply_rows(rows, tokens="snapshot:x"))
+    asyncio.run(Applier(settings).apply_rows(rows, tokens="snapshot:x"))
     replayed = held(settings)
+    assert len(replayed["points"]) == 2 * len(first["points"])  # once more, not twice
     assert {k: v for k, v in replayed.items() if k != "points"} == {
         k: v for k, v in first.items() if k != "points"
     }

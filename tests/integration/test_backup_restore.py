@@ -18,12 +18,13 @@ import ray
 
 from actors import supervisor
 from akasha_ray import config
-from akasha_ray.errors import Conflict
+from akasha_ray.errors import Conflict, InvalidInput
 from akasha_ray.memories import MemoryService
 from akasha_ray.records import vectors_of
 from akasha_ray.replication import changes, snapshot
 from akasha_ray.replication.apply import Applier
 from akasha_ray.replication.bucket import Bucket
+from akasha_ray.replication.bundle import export, import_bundle
 from akasha_ray.replication.delta_log import DeltaLog
 from akasha_ray.replication.restore import restore
 from akasha_ray.replication.rows import change_rows
@@ -176,3 +177,58 @@ def test_restore_as_of_reads_the_log_as_it_was(ray_cluster, settings, tmp_path):
     state = held(settings)
     assert "alpha/m-19" in state["memories"] and not state["buried"]  # the delete came later
     assert state["keys"]["kid_00112233445566ff"][1] is None  # not yet revoked
+
+
+def test_export_then_import_one_system(ray_cluster, settings, other, tmp_path):
+    supervisor.start_all(settings)
+    asyncio.run(Applier(settings, source="east").apply(the_log(settings.hot.shards)))
+    aged(settings)  # alpha's warm and cold memories travel too
+    tar = tmp_path / "alpha.tar"
+    manifest = asyncio.run(export(settings, "alpha", tar))
+    assert manifest["counts"]["memories"] == 19 + 10 and manifest["counts"]["delete"] == 1
+    assert "key" not in manifest["counts"]  # keys are the deployment's
+
+    supervisor.start_all(other)
+    report = asyncio.run(import_bundle(other, tar))
+    assert report["skipped_conflicts"] == 0
+    source, imported = held(settings), held(other)
+    of_alpha = {k: v for k, v in source["memories"].items() if k.startswith("alpha/")}
+    assert imported["memories"] == of_alpha
+    assert imported["buried"] == {"alpha/m-19"}
+    assert imported["points"] == [p for p in source["points"] if p[1] == "alpha"]
+    assert {e["id"] for e in imported["graph"]["entities"]} == {"person:ada", "acme"}
+    assert imported["graph"]["links"] == {
+        k: v for k, v in source["graph"]["links"].items() if k.startswith("alpha/")
+    }
+    assert "kid_00112233445566ff" not in imported["keys"]
+
+    asyncio.run(import_bundle(other, tar))  # twice is once
+    assert held(other) == imported
+
+    # A folder bundle of beta, whose memories clash with what `other` now holds under beta.
+    folder = tmp_path / "beta"
+    asyncio.run(export(settings, "beta", folder))
+    clash = memories("beta", 2, says="differs")
+    asyncio.run(MemoryService(other, log_changes=False).ingest(clash))
+    with pytest.raises(Conflict):
+        asyncio.run(import_bundle(other, folder))
+    assert not [k for k in held(other)["memories"] if k.startswith("beta/m-2")]  # nothing written
+    report = asyncio.run(import_bundle(other, folder, on_conflict="skip"))
+    assert report["skipped_conflicts"] == 2
+    beta = {k: v for k, v in held(other)["memories"].items() if k.startswith("beta/")}
+    assert len(beta) == 19 and beta["beta/m-0"] == clash["content_hash"][0].as_py()
+
+
+def test_a_bundle_that_is_not_one_is_refused(ray_cluster, settings, tmp_path):
+    supervisor.start_all(settings)
+    bogus = tmp_path / "x.tar"
+    bogus.write_bytes(b"not a tar")
+    with pytest.raises(InvalidInput):
+        asyncio.run(import_bundle(settings, bogus))
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(
+        json.dumps({"format": 1, "kind": "akasha-export", "system_id": "a", "parts": ["../x"]})
+    )
+    with pytest.raises(InvalidInput):
+        asyncio.run(import_bundle(settings, folder))
