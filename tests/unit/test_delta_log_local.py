@@ -52,6 +52,7 @@ def log(tmp_path: Path) -> DeltaLog:
 
 def test_ship_read_versions(log: DeltaLog) -> None:
     assert log.versions() == {} and log.read().num_rows == 0 and log.last_commit() is None
+    assert log.ship(change_rows("hot-1", []), epoch=1) == {} and log.last_commit() is None
     batch = pa.concat_tables([change_rows("keys", [1]), change_rows("hot-1", [3, 1, 2])])
     assert log.ship(batch, epoch=1) == {"hot-1": 3, "keys": 1}
     assert log.versions() == {"hot-1": 3, "keys": 1}
