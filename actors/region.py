@@ -15,6 +15,7 @@ from typing import Any
 
 from akasha_ray import observability
 from akasha_ray.config import Settings, from_dict
+from akasha_ray.errors import Conflict
 from akasha_ray.memories.peers import find
 from akasha_ray.memories.service import call
 from akasha_ray.replication.bucket import Bucket
@@ -25,6 +26,7 @@ from akasha_ray.replication.witness import Witness
 log = logging.getLogger(__name__)
 
 CHANGELOG = "changelog"
+SNAPSHOT_CHECK_S = 10.0  # how often the snapshot schedule is looked at
 
 
 def actor_name(region: str) -> str:
@@ -71,7 +73,9 @@ class RegionActor:
             state_dir=self._settings.data_dir / "dr",
         )
         self._other = other
-        self._task = asyncio.get_event_loop().create_task(self._run())
+        loop = asyncio.get_event_loop()
+        self._task = loop.create_task(self._run())
+        self._snapshots = loop.create_task(self._snapshot_loop())
 
     def _applier(self) -> Any:
         from akasha_ray.replication.apply import Applier
@@ -89,6 +93,47 @@ class RegionActor:
             observability.set_replication_lag(
                 self._other, status["duty"], status["lag_s"], status["lag_changes"]
             )
+
+    async def _snapshot_loop(self) -> None:
+        """Beside shipping (a snapshot may take minutes): snapshots into the backup region's
+        bucket when due (the coordinator decides; only the primary's coordinator for the
+        backup region takes them)."""
+        from akasha_ray.replication import snapshot
+
+        here = self._settings.dr.region
+        bucket = Bucket.for_region(self._settings.dr.witness_region())
+
+        async def latest() -> dict[str, Any] | None:
+            return await asyncio.to_thread(snapshot.latest, bucket, here)
+
+        async def take() -> dict[str, Any]:
+            return await snapshot.take(self._settings, bucket, here)
+
+        while True:
+            await asyncio.sleep(SNAPSHOT_CHECK_S)
+            await self.coordinator.snapshot_if_due(latest, take)
+
+    async def rejoin(self) -> dict[str, Any]:
+        """On a region started on an empty data dir after it was deposed: restore the primary's
+        (`other`'s) latest snapshot in the backup region's bucket and its log after it, then
+        apply on from there."""
+        from akasha_ray.replication.restore import restore
+
+        if await self._log.last():
+            raise Conflict(
+                f"region {self._settings.dr.region} still holds writes of its own (its change "
+                "log is not empty): `akasha down`, move the data dir away, `akasha up` on an "
+                "empty one, then rejoin",
+            )
+        backups = [r for r in self._settings.dr.regions if r.role == "backup"]
+        if not backups:
+            raise Conflict("rejoin restores from the backup region's bucket: none is configured")
+        bucket = Bucket.for_region(backups[0])
+
+        async def restored() -> dict[str, Any]:
+            return await restore(self._settings, bucket, self._other, into_nonempty=True)
+
+        return await self.coordinator.rejoin(restored)
 
     async def status(self) -> dict[str, Any]:
         return await self.coordinator.status()

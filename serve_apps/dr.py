@@ -7,6 +7,7 @@ key check and settings, since these handlers are plain functions (one API replic
 The logic is in `akasha_ray/replication/` (status, promotion); this module finds the actors.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from akasha_ray.replication.witness import Witness
 
 router = APIRouter(prefix="/v1/dr", tags=["dr"])
 OLD_PRIMARY_TIMEOUT_S = 5.0  # a status or resume call to the old primary
+REJOIN_TIMEOUT_S = 3600.0  # a restore of the whole primary
 
 
 class PromoteRequest(BaseModel):
@@ -175,6 +177,19 @@ async def resume(body: ResumeRequest, authorization: str | None = Authorization)
     settings = await _admin(authorization)
     _dr_on(settings)
     return await promotion.resume(settings, _log(settings), _witness(settings))
+
+
+@router.post("/rejoin")
+async def rejoin(body: ResumeRequest, authorization: str | None = Authorization) -> dict:
+    """On a deposed region restarted on an empty data dir: restore the primary's latest
+    snapshot and log, then apply on as its secondary."""
+    settings = await _admin(authorization)
+    _dr_on(settings)
+    seen = await asyncio.to_thread(_witness(settings).read)
+    if seen is None or seen.primary == settings.dr.region:
+        raise Conflict(f"region {settings.dr.region} is the primary: nothing to rejoin")
+    ref = _coordinator(settings, seen.primary).rejoin.remote()
+    return await call(ref, f"region-{seen.primary}", REJOIN_TIMEOUT_S)
 
 
 class HttpRegion:

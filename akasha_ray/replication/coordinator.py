@@ -24,7 +24,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from akasha_ray.config import DrConfig
+from akasha_ray.errors import Conflict
 from akasha_ray.replication.regions import Duty, RegionsView
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,8 @@ class Progress:
     changes_moved: int = 0  # since this coordinator started
     error: Failure | None = None
     witness_error: Failure | None = None
+    snapshot: dict[str, Any] | None = None  # the last snapshot's manifest summary
+    snapshot_error: Failure | None = None
 
 
 def backoff_s(attempts: int) -> float:
@@ -176,6 +179,7 @@ class Coordinator:
         self._started_duty: Duty | None = None
         self._step_started = _now()
         self._reconciled = False  # the outbound table's versions read once per ship duty
+        self._applying = asyncio.Lock()  # one apply at a time: the loop's, or a rejoin's
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -215,7 +219,8 @@ class Coordinator:
             if duty == "ship":
                 moved = await self.ship_once(view.epoch)
             elif duty == "apply":
-                moved = await self.apply_once()
+                async with self._applying:
+                    moved = await self.apply_once()
             else:
                 await asyncio.sleep(self.dr.ship_every_s)
                 moved = 0
@@ -244,7 +249,13 @@ class Coordinator:
             # Only a newer epoch moves the log's state: a planned handover sets (same epoch,
             # the target) on the old primary, which the witness must not undo.
             if seen.epoch > state["epoch"]:
-                if state["primary"] == self.dr.region and seen.primary != self.dr.region:
+                # Deposed: it was primary and logged writes of its own the new primary may
+                # lack (a fresh data dir, started to rejoin, logged none).
+                if (
+                    state["primary"] == self.dr.region
+                    and seen.primary != self.dr.region
+                    and await self._log.last()
+                ):
                     self._mark_deposed(seen.epoch, seen.primary)
                 state = await self._log.set_state(seen.epoch, seen.primary)
         except Exception as exc:  # noqa: BLE001 - kept for status; the last view stays
@@ -351,6 +362,54 @@ class Coordinator:
                 }
             await asyncio.sleep(0.05)
 
+    # -- snapshots and rejoin ----------------------------------------------------------------
+
+    async def snapshot_if_due(
+        self,
+        latest: Callable[[], Awaitable[dict[str, Any] | None]],
+        take: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any] | None:
+        """On the primary, for the backup region: a snapshot of every store into its bucket
+        when the newest is older than `snapshot_every_s` (or there is none of this region:
+        right after a promotion, so a deposed region can rejoin from it). Errors are kept."""
+        every = self.dr.snapshot_every_s
+        view = self.view
+        if every <= 0 or view is None or self.progress.duty != "ship":
+            return None
+        if view.role(self.other) != "backup":
+            return None
+        known = self.progress.snapshot
+        if known is not None and _age(_time(known["finished_at"]), _now()) < every:
+            return known
+        try:
+            newest = await latest()
+            if newest is None or _age(_time(newest["finished_at"]), _now()) >= every:
+                newest = await take()
+        except Exception as exc:  # noqa: BLE001 - kept for status, tried again next time
+            self.progress.snapshot_error = _fail(self.progress.snapshot_error, exc)
+            log.warning("region %s: snapshot failed: %s", self.other, _describe(exc))
+            return None
+        self.progress.snapshot_error = None
+        self.progress.snapshot = {
+            k: newest.get(k) for k in ("id", "region", "epoch", "at", "finished_at", "versions")
+        }
+        return self.progress.snapshot
+
+    async def rejoin(self, restore: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """A deposed region becomes a secondary of the primary again: `restore` (the primary's
+        latest snapshot and its log after it, applied over what is held here) runs while this
+        coordinator applies nothing; then the deposed mark goes and applying resumes from the
+        versions the restore recorded."""
+        view = await self.follow_witness()
+        if view is None or view.is_primary or view.primary != self.other:
+            raise Conflict(f"region {self.other} is not the primary: nothing to rejoin")
+        async with self._applying:
+            report = await restore()
+            if self._state_dir is not None:
+                (self._state_dir / DEPOSED_FILE).unlink(missing_ok=True)
+        await self.follow_witness()
+        return report
+
     # -- status ------------------------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
@@ -368,6 +427,11 @@ class Coordinator:
             "witness_error": progress.witness_error.to_json() if progress.witness_error else None,
             "deposed": self.deposed(),
         }
+        if progress.snapshot is not None or progress.snapshot_error is not None:
+            out["last_snapshot"] = progress.snapshot
+            out["snapshot_error"] = (
+                progress.snapshot_error.to_json() if progress.snapshot_error else None
+            )
         now = _now()
         if progress.duty == "ship":
             shipped = (await self._log.shipped()).get(self.other, {})
@@ -422,6 +486,10 @@ def _age(then: datetime | None, now: datetime) -> float:
     if then.tzinfo is None:
         then = then.replace(tzinfo=UTC)
     return max(0.0, (now - then).total_seconds())
+
+
+def _time(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -5,6 +5,7 @@ logs in local-folder buckets and a real witness."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -421,5 +422,71 @@ def test_status_gathers_every_region_and_names_a_silent_coordinator(tmp_path):
         assert report["status"] == "failing"
         component = status.health(report)
         assert component["status"] == "failing" and "vault" in component["error"]
+
+    asyncio.run(scenario())
+
+
+def test_the_primary_snapshots_into_the_backup_region_when_due(tmp_path):
+    async def scenario():
+        east = Region(tmp_path, "east")
+        east.dr.snapshot_every_s = 3600
+        taken: list[dict] = []
+        stored: list[dict] = []
+
+        async def latest():
+            return stored[-1] if stored else None
+
+        async def take():
+            manifest = {"id": f"s{len(taken)}", "finished_at": datetime.now(UTC).isoformat()}
+            taken.append(manifest)
+            stored.append(manifest)
+            return manifest
+
+        to_vault, to_west = east.coordinator("vault"), east.coordinator("west")
+        for coordinator in (to_vault, to_west):
+            await coordinator.step()
+        assert await to_west.snapshot_if_due(latest, take) is None  # not the backup region
+        assert (await to_vault.snapshot_if_due(latest, take))["id"] == "s0"
+        assert (await to_vault.snapshot_if_due(latest, take))["id"] == "s0"  # not due yet
+        assert len(taken) == 1
+        stored[-1] = {"id": "old", "finished_at": (datetime.now(UTC) - timedelta(hours=2))}
+        fresh = east.coordinator("vault")
+        await fresh.step()
+        assert (await fresh.snapshot_if_due(latest, take))["id"] == "s1"  # the newest was old
+        assert (await fresh.status())["last_snapshot"]["id"] == "s1"
+
+        async def broken():
+            raise OSError("bucket gone")
+
+        again = east.coordinator("vault")
+        await again.step()
+        assert await again.snapshot_if_due(broken, take) is None
+        assert "bucket gone" in (await again.status())["snapshot_error"]["message"]
+
+    asyncio.run(scenario())
+
+
+def test_a_deposed_region_rejoins_through_a_restore_then_applies(tmp_path):
+    async def scenario():
+        east = Region(tmp_path, "east")
+        await east.log.append(entries(1))
+        coordinator = east.coordinator("west", applier=Collects)
+        await coordinator.follow_witness()
+        witness = Witness(Bucket(str(tmp_path / "vault")))
+        witness.advance(witness.read(), "west")
+        await asyncio.sleep(east.dr.witness_check_s)
+        await coordinator.step()
+        assert coordinator.deposed() is not None
+        with pytest.raises(Conflict, match="not the primary"):
+            await east.coordinator("vault").rejoin(Collects)
+        restored = []
+
+        async def restore():
+            restored.append(True)
+            return {"versions": {}}
+
+        assert await coordinator.rejoin(restore) == {"versions": {}}
+        assert restored and coordinator.deposed() is None
+        assert coordinator.view.duty("west") == "apply"
 
     asyncio.run(scenario())
