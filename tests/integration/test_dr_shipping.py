@@ -32,7 +32,7 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": seaweedfs.SECRET_KEY,
     "AWS_REGION": seaweedfs.REGION,
 }
-WAIT_S = 90  # a bound on waiting for replication, never a measured figure
+WAIT_S = 240  # a bound on waiting (a loaded 2-core machine), never a measured figure
 
 
 @dataclass
