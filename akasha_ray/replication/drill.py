@@ -371,6 +371,7 @@ class DrillOptions:
     folder: Path | None = None
     keep: bool = False
     ship_every_s: float = 1.0
+    revive: bool = True  # bring the old primary back: it must refuse writes
 
 
 def run(options: DrillOptions, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -483,6 +484,10 @@ def _drill(regions: LocalRegions, options: DrillOptions, say: Callable[[str], No
         "rto_s": None if rto is None else round(rto, 3),
         "status_after": dr_status(secondary),
     }
+    if options.revive:
+        out["revived_old_primary"] = revived = _revive(primary, secondary, say)
+        zombies += revived.pop("zombies")
+        out["zombies"] = {"count": len(zombies), "first": [asdict(a) for a in zombies[:10]]}
     stalled = out.get("stalled_secondary", {})
     target_rpo = 0.0 if options.mode == "sync" else TARGET_RPO_S
     out["targets"] = {"rpo_s": target_rpo, "rto_s": TARGET_RTO_S}
@@ -494,7 +499,51 @@ def _drill(regions: LocalRegions, options: DrillOptions, say: Callable[[str], No
         and not lost_new
         and not stalled.get("missing", {}).get("count")
         and out["concurrent_promotions"]["one_won"]
+        and (not options.revive or out["revived_old_primary"].get("refused_naming_new_primary"))
     )
+    return out
+
+
+PROBE_SEQ = 1_000_000  # the revived old primary's probe writes, apart from the writer's numbers
+
+
+def _revive(old: LocalRegion, new: LocalRegion, say: Callable[[str], None]) -> dict[str, Any]:
+    """The old primary comes back (its endpoint, `akasha up` on its data dir): every write it
+    takes now is a zombie; it must answer 503 `not_primary` naming the new primary."""
+    from akasha_ray.errors import AkashaError
+
+    say(f"reviving region {old.name}: its S3 endpoint, then `akasha up` on its data dir")
+    started = time.monotonic()
+    try:
+        old.revive()
+    except AkashaError as exc:
+        return {"error": str(exc)[-2000:], "zombies": []}
+    out: dict[str, Any] = {"up_s": round(time.monotonic() - started, 1)}
+    zombies: list[Ack] = []
+    answers: dict[str, int] = {}
+    named: set[str | None] = set()
+    with _admin(old) as http:
+        for seq in range(PROBE_SEQ, PROBE_SEQ + 3):
+            for kind in ("memory", "metric", "edge"):
+                sent = _now()
+                for path, body in _requests(kind, seq, sent):
+                    response = http.post(path, json=body)
+                    answers[str(response.status_code)] = (
+                        answers.get(str(response.status_code), 0) + 1
+                    )
+                    if response.status_code >= 300:
+                        named.add(_primary_named(response))
+                        break  # an edge's entity refused: its relationship is not sent
+                else:
+                    zombies.append(Ack(kind, seq, old.name, sent, _now()))
+    say(f"region {old.name} answered its probe writes with {answers}")
+    out |= {
+        "answers": answers,
+        "primary_named": sorted(n or "" for n in named),
+        "refused_naming_new_primary": not zombies and named == {new.name},
+        "status": dr_status(old),
+        "zombies": zombies,
+    }
     return out
 
 
@@ -542,12 +591,14 @@ def main(
     out: str | None,
     stall_s: float | None = None,
     keep: bool = False,
+    revive: bool = True,
 ) -> int:
     options = DrillOptions(
         seconds=seconds,
         mode=mode,
         stall_s=min(60.0, seconds / 2) if stall_s is None else stall_s,
         keep=keep,
+        revive=revive,
     )
     report = run(
         options, say=lambda line: print(f"[drill {datetime.now(UTC):%H:%M:%S}] {line}", flush=True)
@@ -579,7 +630,15 @@ def add_command(dr: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("--out", help="also write the JSON report to this file")
     cmd.add_argument("--keep", action="store_true", help="leave the regions running after")
+    cmd.add_argument(
+        "--no-revive",
+        dest="revive",
+        action="store_false",
+        help="do not bring the old primary back at the end (it must refuse writes)",
+    )
 
 
 def _command(args: argparse.Namespace) -> int:
-    return main(args.seconds, args.mode, args.out, stall_s=args.stall, keep=args.keep)
+    return main(
+        args.seconds, args.mode, args.out, stall_s=args.stall, keep=args.keep, revive=args.revive
+    )

@@ -161,12 +161,22 @@ class LocalRegion:
         self.s3.kill()
         return len(pids) + int(alive_s3)
 
+    def revive(self) -> None:
+        """After `kill`: its S3 endpoint again (same port, what its disk kept), then `akasha up`
+        on its data dir (a new Ray head replaces the dead one)."""
+        self.s3.start()
+        self.finish_up(self.up())
+
     def down(self) -> None:
         """Stop everything of this region (its data is the drill's, thrown away after: no
         orderly `akasha down` needed)."""
         for head in self.head_ids:
             local_cluster.stop_head(head, grace_s=5.0)
         self.s3.stop()
+
+
+def _since(started: float) -> str:
+    return f"{time.monotonic() - started:.0f} s"
 
 
 class LocalRegions:
@@ -211,17 +221,21 @@ class LocalRegions:
             # The next `ray start` only once this one holds its ports: both would otherwise
             # find Ray's usual ports free and race for them.
             region.wait_head(procs[-1][1])
-        failures = []
+        failed = []
         for region, proc in procs:  # wait for each, so that every head started is known
             try:
                 region.finish_up(proc)
             except Unavailable as exc:
-                failures.append(exc)
+                failed.append((region, exc))
                 continue
-            took = time.monotonic() - started
-            say(f"region {region.name}: serving on {region.url} ({took:.0f} s)")
-        if failures:
-            raise failures[0]
+            say(f"region {region.name}: serving on {region.url} ({_since(started)})")
+        # Once more, alone: on a loaded machine `ray start` may time out (seen at load 70).
+        for region, exc in failed:
+            say(f"region {region.name}: `akasha up` failed, once more: {str(exc)[-300:]}")
+            region.down()
+            region.s3.start()
+            region.finish_up(region.up())
+            say(f"region {region.name}: serving on {region.url} ({_since(started)})")
 
     def stop(self) -> None:
         for region in self.regions:

@@ -70,13 +70,16 @@ class LocalS3:
     endpoint_url: str = ""
     log: Path = field(init=False)
     proc: subprocess.Popen | None = None
+    ports: list[int] = field(default_factory=list)  # kept: a restart answers where it did
 
     def __post_init__(self) -> None:
         self.log = self.folder / "server.log"
 
     def start(self, timeout_s: float = 60.0) -> LocalS3:
+        """Start (or, after `kill`, restart on the same ports and data) the server."""
         weed = weed_binary()
-        master, master_g, volume, volume_g, filer, filer_g, s3, s3_g = free_ports(8)
+        self.ports = self.ports or free_ports(8)
+        master, master_g, volume, volume_g, filer, filer_g, s3, s3_g = self.ports
         data = self.folder / "data"
         data.mkdir(parents=True, exist_ok=True)
         args = [

@@ -1,12 +1,14 @@
 """The DR drill at CI size (`akasha dr drill`, cluster/runbook.md): a primary and a secondary
 Akasha, each on a Ray head of its own, and a backup region, each with a real SeaweedFS S3
 endpoint; the secondary's endpoint stopped for a while under writes, then the primary killed
-(`kill -9` of its processes and its endpoint) and the secondary promoted twice at once.
+(`kill -9` of its processes and its endpoint) and the secondary promoted twice at once; at the
+end the old primary comes back (its endpoint, `akasha up` on its data dir).
 
 Sync mode, so that what is checked holds whatever this machine's speed: every write the primary
-acknowledged is on the new primary (RPO 0), no region acknowledged a write while not primary,
-the stalled secondary caught up with nothing missing, one of the two promotions moved the epoch,
-and the new primary takes writes. The times (RTO, catch-up) are reported, not asserted."""
+acknowledged is on the new primary (RPO 0), no region acknowledged a write while not primary
+(the revived old primary refuses every write, naming the new one), the stalled secondary caught
+up with nothing missing, one of the two promotions moved the epoch, and the new primary takes
+writes. The times (RTO, catch-up) are reported, not asserted."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def report(tmp_path_factory):
         stall_s=8,
         catch_up_s=180,
         after_s=5,
-        folder=None,
+        revive=True,
     )
     result = drill.run(options, say=print)
     path = tmp_path_factory.mktemp("drill") / "drill.json"
@@ -71,3 +73,12 @@ def test_the_new_primary_reports_itself_writable(report):
     status = report["status_after"]
     assert status["status"] == 200, status
     assert status["body"]["role"] == "primary" and status["body"]["writable"] is True
+
+
+def test_the_old_primary_back_refuses_writes_naming_the_new_one(report):
+    revived = report["revived_old_primary"]
+    assert "error" not in revived, revived
+    assert set(revived["answers"]) == {"503"}, revived
+    assert revived["primary_named"] == ["west"]
+    body = revived["status"]["body"]
+    assert body["writable"] is False and body["primary"] == "west", body
