@@ -1,5 +1,4 @@
-"""`python -m akasha_ray.bench <hot|warm|window|graph|timeseries|bounded> [options]`: JSON on
-stdout."""
+"""`python -m akasha_ray.bench <name> [options]`, a name from BENCHMARKS below: JSON on stdout."""
 
 from __future__ import annotations
 
@@ -15,6 +14,10 @@ BENCHMARKS = {
     "window": "akasha_ray.bench.window",
     "bounded": "akasha_ray.bench.bounded",
     "recall": "akasha_ray.bench.recall",
+    "cold": "akasha_ray.bench.cold",
+    "ship": "akasha_ray.bench.ship",
+    "fleet": "akasha_ray.bench.fleet",
+    "dr": "akasha_ray.bench.dr",
 }
 
 
