@@ -261,12 +261,23 @@ class Coordinator:
         except Exception as exc:  # noqa: BLE001 - kept for status; the last view stays
             self.progress.witness_error = _fail(self.progress.witness_error, exc)
             log.warning("region %s: witness unreadable: %s", self.other, _describe(exc))
+            if self.view is None:  # at start: what the change log last learnt, if it answers
+                self.view = await self._view_from_log()
             return self.view
         self.progress.witness_error = None
         self.view = RegionsView(
             self.dr, seen.epoch, seen.primary, fenced=self.deposed() is not None
         )
         return self.view
+
+    async def _view_from_log(self) -> RegionsView | None:
+        try:
+            state = await self._log.state()
+        except Exception:  # noqa: BLE001 - the witness error is the one reported; wait
+            return None
+        return RegionsView(
+            self.dr, state["epoch"], state["primary"], fenced=self.deposed() is not None
+        )
 
     def deposed(self) -> dict[str, Any] | None:
         """Set when this region learnt it is no longer primary; cleared by rejoin."""

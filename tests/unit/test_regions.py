@@ -490,3 +490,18 @@ def test_a_deposed_region_rejoins_through_a_restore_then_applies(tmp_path):
         assert coordinator.view.duty("west") == "apply"
 
     asyncio.run(scenario())
+
+
+def test_a_primary_that_starts_without_its_witness_ships_under_the_epoch_it_knows(tmp_path):
+    async def scenario():
+        east = Region(tmp_path, "east")
+        vault = tmp_path / "vault"
+        vault.parent.mkdir(exist_ok=True)
+        vault.write_text("not a folder")  # the witness's bucket is unusable from the start
+        await east.log.append(entries(2))
+        ship = east.coordinator("west")
+        assert await ship.step() == 2
+        assert ship.view.epoch == 1 and ship.view.primary == "east"
+        assert (await ship.status())["witness_error"] is not None
+
+    asyncio.run(scenario())
