@@ -372,6 +372,8 @@ class DrillOptions:
     keep: bool = False
     ship_every_s: float = 1.0
     revive: bool = True  # bring the old primary back: it must refuse writes
+    # Kill the primary at the end of the secondary's stall (its bucket behind), not after it.
+    kill_during_stall: bool = False
 
 
 def run(options: DrillOptions, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -420,16 +422,25 @@ def _drill(regions: LocalRegions, options: DrillOptions, say: Callable[[str], No
     )
     writer.start()
     phase_start = time.monotonic()
-    if options.stall_s > 0:
+    if options.stall_s > 0 and not options.kill_during_stall:
         time.sleep(min(5.0, options.seconds / 4))
         out["stalled_secondary"] = _stall(regions, secondary, writer, options, say)
     rest = options.seconds - (time.monotonic() - phase_start)
+    if options.kill_during_stall:
+        rest -= options.stall_s
     if rest > 0:
         time.sleep(rest)
+    if options.kill_during_stall:  # the secondary's bucket is behind when the primary goes
+        say(f"stopping the S3 endpoint of region {secondary.name} for {options.stall_s:g} s")
+        secondary.s3.pause()
+        time.sleep(options.stall_s)
 
     say(f"killing region {primary.name} (kill -9: its Ray processes and its S3 endpoint)")
     killed_at = _now()
     killed = primary.kill()
+    if options.kill_during_stall:
+        secondary.s3.resume()
+        out["killed_during_stall_s"] = options.stall_s
     promote_sent_at = _now()
     with ThreadPoolExecutor(2) as pool:  # two promotions at once: one wins
         promotions = list(pool.map(lambda _: promote(secondary, force=True), range(2)))
@@ -592,6 +603,7 @@ def main(
     stall_s: float | None = None,
     keep: bool = False,
     revive: bool = True,
+    kill_during_stall: bool = False,
 ) -> int:
     options = DrillOptions(
         seconds=seconds,
@@ -599,6 +611,7 @@ def main(
         stall_s=min(60.0, seconds / 2) if stall_s is None else stall_s,
         keep=keep,
         revive=revive,
+        kill_during_stall=kill_during_stall,
     )
     report = run(
         options, say=lambda line: print(f"[drill {datetime.now(UTC):%H:%M:%S}] {line}", flush=True)
@@ -631,6 +644,11 @@ def add_command(dr: argparse._SubParsersAction) -> None:
     cmd.add_argument("--out", help="also write the JSON report to this file")
     cmd.add_argument("--keep", action="store_true", help="leave the regions running after")
     cmd.add_argument(
+        "--kill-during-stall",
+        action="store_true",
+        help="kill the primary while the secondary's S3 endpoint is stopped (its bucket behind)",
+    )
+    cmd.add_argument(
         "--no-revive",
         dest="revive",
         action="store_false",
@@ -640,5 +658,11 @@ def add_command(dr: argparse._SubParsersAction) -> None:
 
 def _command(args: argparse.Namespace) -> int:
     return main(
-        args.seconds, args.mode, args.out, stall_s=args.stall, keep=args.keep, revive=args.revive
+        args.seconds,
+        args.mode,
+        args.out,
+        stall_s=args.stall,
+        keep=args.keep,
+        revive=args.revive,
+        kill_during_stall=args.kill_during_stall,
     )
