@@ -248,6 +248,14 @@ def dr_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def dr_rejoin(args: argparse.Namespace) -> int:
+    import json
+
+    with _client(args) as client:
+        print(json.dumps(client.rejoin(), indent=1))
+    return 0
+
+
 def _lsns(versions: dict[str, int] | None) -> str:
     return ", ".join(f"{s}={n}" for s, n in sorted((versions or {}).items())) or "-"
 
@@ -319,9 +327,17 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--planned", action="store_true", help="switchover, nothing lost (default)")
     how.add_argument("--force", action="store_true", help="failover: the primary is gone")
     cmd.add_argument("--timeout", type=float, help="seconds to wait for the region to catch up")
-    for cmd in (dr.choices["status"], dr.choices["promote"]):
+    cmd = dr.add_parser(
+        "rejoin",
+        help="make a deposed old primary, restarted on an empty data dir, a secondary again",
+    )
+    cmd.set_defaults(run=dr_rejoin)
+    for cmd in (dr.choices["status"], dr.choices["promote"], dr.choices["rejoin"]):
         cmd.add_argument("--url", help="Akasha URL(s), comma-separated (default: AKASHA_URL)")
         cmd.add_argument("--key")
+    from akasha_ray.replication import drill
+
+    drill.add_command(dr)  # `akasha dr drill` (cluster/runbook.md)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(required=True)
     cmd = keys.add_parser("create", help="mint a key scoped to systems")
     cmd.set_defaults(run=keys_create)
@@ -338,6 +354,9 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("key_id")
     cmd.add_argument("--url")
     cmd.add_argument("--key")
+    from akasha_ray.replication import commands as dr_commands  # backup, restore, export, import
+
+    dr_commands.add_parsers(sub)
     return parser
 
 

@@ -187,6 +187,15 @@ class AkashaClient:
             raise AkashaHTTPError(response)
         return response.json()
 
+    def rejoin(self) -> dict[str, Any]:
+        """Make the region at `url` (deposed, restarted on an empty data dir) a secondary of
+        the primary again: its snapshot and log are restored (admin)."""
+        with httpx.Client(base_url=self.url, headers=self._headers, timeout=None) as http:
+            response = http.post("/v1/dr/rejoin", json={})
+        if response.status_code >= 400:
+            raise AkashaHTTPError(response)
+        return response.json()
+
     def region_url(self, region: str) -> str:
         """The URL (of `urls`) whose Akasha says it is `region`."""
         for url in self.urls:

@@ -138,6 +138,30 @@ class ObjectsConfig(Section):
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (R2, MinIO...).")
 
 
+class AutoscalingConfig(Section):
+    """Serve autoscaling of the ingress and the embedder (each between min and max replicas).
+    Serve adds replicas while a deployment's replicas average more than target ongoing requests
+    for upscale_delay_s, and removes them after downscale_delay_s below it."""
+
+    min_replicas: int = Field(1, ge=1, description="Never fewer (no scale to zero: cold starts).")
+    max_replicas: int = Field(2, ge=1, description="Never more; each ingress replica: 0.25 CPU.")
+    target_ongoing_requests: float = Field(
+        16,
+        gt=0,
+        description="Ongoing requests per replica Serve aims for; at most the ingress's "
+        "max_ongoing_requests, so it scales out before requests queue.",
+    )
+    upscale_delay_s: float = Field(30, ge=0)
+    downscale_delay_s: float = Field(600, ge=0)
+    look_back_period_s: float = Field(30, gt=0, description="Window the load is averaged over.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("serve.autoscaling.min_replicas must be at most max_replicas")
+        return self
+
+
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -176,12 +200,26 @@ class ServeConfig(Section):
         "write_timeout_s, so that an ingest's own timeout answers first.",
     )
     retry_after_s: float = Field(1, gt=0, le=3600, description="Retry-After of those 503s.")
+    autoscaling: AutoscalingConfig | None = Field(
+        None,
+        description="Serve autoscaling of the ingress and embedder; null: fixed "
+        "ingress_replicas / embedder_replicas (a 2-core machine gains nothing from more).",
+    )
 
     @model_validator(mode="after")
     def _deadlines(self) -> ServeConfig:
         if self.http_timeout_s <= self.write_timeout_s:
             raise ValueError("serve.http_timeout_s must be greater than serve.write_timeout_s")
+        scaling = self.autoscaling
+        if scaling and scaling.target_ongoing_requests > self.max_ongoing_requests:
+            raise ValueError(
+                "serve.autoscaling.target_ongoing_requests must be at most "
+                "serve.max_ongoing_requests (a replica never serves more at once)"
+            )
         return self
+
+    def most_ingress_replicas(self) -> int:
+        return self.autoscaling.max_replicas if self.autoscaling else self.ingress_replicas
 
 
 REGION_NAME = r"^[a-z][a-z0-9-]{0,31}$"
@@ -270,6 +308,15 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(
         None, description="Ray cluster to join; default: start or join a local one."
     )
+    # GCS fault tolerance of the head `akasha up` starts (README, "Ray GCS fault tolerance").
+    gcs_redis_address: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$",
+        description="host:port of a Redis where the Ray head `akasha up` starts keeps the GCS's "
+        "tables, so a GCS restarted after a crash finds the actors and Serve again; "
+        "unused when joining a running cluster.",
+    )
+    gcs_redis_password: SecretStr | None = Field(None, description="That Redis's password.")
     admin_key: SecretStr | None = Field(
         None, description="Admin API key; generated on first start when unset."
     )

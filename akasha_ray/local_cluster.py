@@ -241,6 +241,7 @@ def _start_head(settings: Settings) -> dict[str, Any]:
         *(f"--{name}={port}" for name, port in ports.items()),
         f"--num-cpus={os.cpu_count() or 1}",
         "--disable-usage-stats",
+        *_gcs_fault_tolerance(settings, env, head_id),
     ]
     try:
         done = subprocess.run(
@@ -267,6 +268,19 @@ def _start_head(settings: Settings) -> dict[str, Any]:
     private_dir(settings.data_dir)
     write_private(settings.data_dir / MARKER, json.dumps(head))
     return head
+
+
+def _gcs_fault_tolerance(settings: Settings, env: dict[str, str], head_id: str) -> list[str]:
+    """With `gcs_redis_address`, the GCS keeps its tables in that Redis (Ray's GCS fault
+    tolerance): a GCS restarted after a crash (with the same command line and environment)
+    finds the nodes, the detached actors and Serve's state, which ran on meanwhile. Each head
+    has a namespace of its own in Redis, so a new head never takes up a dead one's tables."""
+    if settings.gcs_redis_address is None:
+        return []
+    env["RAY_REDIS_ADDRESS"] = settings.gcs_redis_address
+    env["RAY_external_storage_namespace"] = f"akasha-{head_id}"
+    password = settings.gcs_redis_password
+    return [f"--redis-password={password.get_secret_value()}"] if password else []
 
 
 def head_pids(head_id: str) -> list[int]:

@@ -29,24 +29,34 @@ def bind(settings: config.Settings) -> Application:
     # per replica and rejects the rest (its own 503, with the same Retry-After).
     admitted = serving.max_ongoing_requests + serving.max_queued_requests
     backpressure = {"retry_after_s": serving.retry_after_s}
+    ingresses = serving.most_ingress_replicas()
     embedder = EmbedderDeployment.options(
-        num_replicas=serving.embedder_replicas,
+        **_replicas(serving, serving.embedder_replicas),
         ray_actor_options={"num_cpus": 0.5},
         logging_config=logs,
         # Every ongoing ingress request may be waiting on an embedding: the embedder orders the
         # work itself (queries first, bulk in chunks), so it takes them all at once.
-        max_ongoing_requests=serving.max_ongoing_requests * serving.ingress_replicas,
-        max_queued_requests=serving.max_queued_requests * serving.ingress_replicas,
+        max_ongoing_requests=serving.max_ongoing_requests * ingresses,
+        max_queued_requests=serving.max_queued_requests * ingresses,
         backpressure_config=backpressure,
     ).bind(settings.embedding.model_dump(), serving.model_dump())
     return AkashaAPI.options(
-        num_replicas=serving.ingress_replicas,
+        **_replicas(serving, serving.ingress_replicas),
         ray_actor_options={"num_cpus": 0.25},
         logging_config=logs,
         max_ongoing_requests=admitted,
         max_queued_requests=serving.max_queued_requests,
         backpressure_config=backpressure,
     ).bind(embedder, config.to_dict(settings))
+
+
+def _replicas(serving: config.ServeConfig, fixed: int) -> dict[str, Any]:
+    """A fixed replica count, or Serve's autoscaling (serve.autoscaling). Its target stays at
+    most max_ongoing_requests (config checks it), so a deployment scales out before its
+    replicas queue, and the admission bounds above hold per replica whatever their number."""
+    if serving.autoscaling is None:
+        return {"num_replicas": fixed}
+    return {"autoscaling_config": serving.autoscaling.model_dump()}
 
 
 def http_options(settings: config.Settings) -> dict[str, Any]:
