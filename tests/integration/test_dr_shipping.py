@@ -61,7 +61,7 @@ def regions_of(tmp_path, endpoint: str, here: str, mode: str) -> config.Settings
     return config.load(
         data_dir=tmp_path / here,
         namespace=f"test-{here}-{uuid.uuid4().hex[:8]}",
-        serve={"request_timeout_s": 5},
+        serve={"request_timeout_s": 30},  # a loaded machine: a find asks every tier
         dr={
             "region": here,
             "regions": regions,
