@@ -13,12 +13,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from akasha_ray import config
+from akasha_ray.bench.replicas import ReplicaSampler
 from akasha_ray.errors import ConfigError
 from serve_apps.app import bind
 from tests.conftest import free_port
@@ -161,3 +163,26 @@ def test_fixed_replicas_unless_autoscaling_is_set():
 def test_autoscaling_settings_out_of_bounds_are_refused(scaling, field):
     with pytest.raises(ConfigError, match=field):
         config.load(serve={"max_ongoing_requests": 32, "autoscaling": scaling})
+
+
+def test_sampler_reports_changes_and_keeps_failed_reads_apart():
+    """The sampler's own bookkeeping (its reads come from Serve in the test above): a failed
+    read is a gap with its error, never a made-up count."""
+    answers = iter([{"api": 1}, OSError("dashboard restarting"), {"api": 2}, {"api": 2}])
+
+    def read() -> dict[str, int]:
+        answer = next(answers, {"api": 1})
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sampler = ReplicaSampler(read, interval_s=0.01).start()
+    deadline = time.monotonic() + 30
+    while len(sampler.samples) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report = sampler.stop().report()
+    api = report["deployments"]["api"]
+    assert [c["replicas"] for c in api["changes"]] == [1, 2, 1]
+    assert (api["first"], api["min"], api["max"], api["last"]) == (1, 1, 2, 1)
+    assert [e["error"] for e in report["failed_reads"]] == ["OSError: dashboard restarting"]
+    assert len(report["samples"]) == len(sampler.samples) >= 5
