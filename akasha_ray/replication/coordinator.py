@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # Changes per Delta commit: a memories change holds up to 1,000 rows with their vectors (about
 # 1.6 MB), so 64 of them keep one shipment under about 100 MB.
 MAX_CHANGES = 64
+ASYNC_GATHER_S = 0.5  # async mode: how long new changes may wait to ship together
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 10.0
 DEPOSED_FILE = "deposed.json"
@@ -303,6 +304,10 @@ class Coordinator:
         shipped = await self._shipped()
         if not await self._log.wait_new(shipped, self.dr.ship_every_s):
             return 0
+        if self.dr.mode == "async":
+            # Let a burst gather: one Delta commit per write costs the ingest it competes with
+            # for CPU (bench dr); sync mode ships at once, a write is waiting for it.
+            await asyncio.sleep(min(ASYNC_GATHER_S, self.dr.ship_every_s / 2))
         rows = await self._log.read(shipped, self._max_changes)
         if rows.num_rows == 0:  # compacted away under a snapshot: nothing to send
             return 0
