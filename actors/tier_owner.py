@@ -82,6 +82,9 @@ class WarmActor(_TierOwner):
     async def fetch(self, keys: Sequence[str]) -> pa.Table:
         return await (await self._tier()).fetch(keys)
 
+    async def keys_between(self, start_us: int, end_us: int, limit: int) -> list[str]:
+        return await (await self._tier()).keys_between(start_us, end_us, limit)
+
     async def health(self) -> dict[str, Any]:
         return await (await self._tier()).health()
 

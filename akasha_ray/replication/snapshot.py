@@ -6,8 +6,8 @@ Layout in a bucket: `akasha-dr/snapshots/<region>/<id>/part-00000.parquet ...` a
 snapshot without a manifest is unfinished and never read. Ids sort by time.
 
 What a snapshot holds: memories with their vectors and entity links from every tier (hot pages
-through each shard in key order; warm and cold by their key listings), tombstones, metric points,
-graph entities and relationships, API key records (hashes, never keys).
+through each shard in key order, warm by windows of creation time, cold by its key listing),
+tombstones, metric points, graph entities and relationships, API key records (hashes only).
 
 Consistency: `versions` (the change log's last LSN per stream) are read before any store, so a
 restore that applies the log after them misses nothing; a change made while the snapshot runs may
@@ -48,9 +48,7 @@ POINTS_PAGE = 50_000
 GRAPH_PAGE = 1_000
 PART_BYTES = 64 * 2**20  # a Parquet part is written once its payloads reach this
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
-# Warm (Milvus) answers at most this many keys per listing: a larger warm tier is refused rather
-# than snapshotted in part (paging warm by key is not built yet).
-WARM_LISTING = 16_384
+WARM_LISTING = 16_384  # Milvus answers at most this many keys per query
 COLD_LISTING = 10_000_000
 
 
@@ -138,16 +136,13 @@ async def dump(settings: Settings, writer: PartWriter, system_id: str | None = N
                 payload = changes.json_payload({"key": key, "at": at})
                 writer.add(stream, "delete", split_key(key)[0], payload, 1)
             after = buried[-1][0]
-    for tier, owner, listing in (
-        ("warm", peers.warm, WARM_LISTING),
-        ("cold", peers.cold, COLD_LISTING),
-    ):
-        keys = await call(owner.keys_before.remote(FAR_FUTURE, listing), tier, timeout)
-        if len(keys) >= listing:
-            raise Unavailable(
-                f"the {tier} tier holds {listing} memories or more: snapshots of a tier that "
-                "large are not supported yet"
-            )
+    for tier, owner in (("warm", peers.warm), ("cold", peers.cold)):
+        if tier == "warm":
+            keys = await _warm_keys(owner, timeout)
+        else:
+            keys = await call(owner.keys_before.remote(FAR_FUTURE, COLD_LISTING), tier, timeout)
+            if len(keys) >= COLD_LISTING:
+                raise Unavailable(f"the cold tier holds {COLD_LISTING} memories or more")
         if system_id is not None:
             keys = [k for k in keys if split_key(k)[0] == system_id]
         for start in range(0, len(keys), PAGE):
@@ -174,6 +169,27 @@ async def dump(settings: Settings, writer: PartWriter, system_id: str | None = N
         records = await call(find(KEYS, settings.namespace).records.remote(), "keys", timeout)
         for record in sorted(records, key=lambda r: r["created_at"]):
             writer.add(changes.KEYS, "key", None, changes.json_payload(record), 1)
+
+
+async def _warm_keys(warm: Any, timeout: float) -> list[str]:
+    """Every key warm holds: Milvus answers at most WARM_LISTING keys per query, so a window of
+    creation times that comes back full is split in two until each answers whole."""
+    keys: list[str] = []
+    windows = [(-(2**62), 2**62)]  # created_at, microseconds
+    while windows:
+        lo, hi = windows.pop()
+        found = await call(warm.keys_between.remote(lo, hi, WARM_LISTING), "warm", timeout)
+        if len(found) < WARM_LISTING:
+            keys += found
+        elif hi - lo <= 1:
+            raise Unavailable(
+                f"{WARM_LISTING} or more warm memories share one creation time: they cannot be "
+                "listed for a snapshot"
+            )
+        else:
+            middle = (lo + hi) // 2
+            windows += [(lo, middle), (middle, hi)]
+    return keys
 
 
 def _shards_of(peers: Peers, system_id: str | None) -> list[tuple[int, Any]]:

@@ -294,6 +294,22 @@ class MilvusStore:
             )
         return [row["key"] for row in rows]
 
+    async def keys_between(self, start_us: int, end_us: int, limit: int) -> list[str]:
+        """Up to `limit` (at most 16,384) keys created in [start_us, end_us), in no particular
+        order: DR snapshots page through warm by time windows with it."""
+        if limit <= 0:
+            return []
+        await self.flush()
+        with _unavailable("warm keys_between failed"):
+            rows = await self._client.query(
+                self.collection,
+                filter=f"created_at >= {int(start_us)} and created_at < {int(end_us)}",
+                output_fields=["key"],
+                limit=min(limit, MAX_QUERY_WINDOW),
+                consistency_level="Strong",
+            )
+        return [row["key"] for row in rows]
+
     async def search(
         self,
         vector: np.ndarray,

@@ -95,7 +95,8 @@ def aged(settings) -> None:
     for tag, days in (("w", 30), ("c", 200)):
         batch = memories("alpha", 5, tag=tag, seed=days)
         created = pa.array(
-            [datetime.now(UTC) - timedelta(days=days)] * 5, pa.timestamp("us", tz="UTC")
+            [datetime.now(UTC) - timedelta(days=days, seconds=i) for i in range(5)],
+            pa.timestamp("us", tz="UTC"),
         )
         batch = batch.set_column(batch.schema.get_field_index("created_at"), "created_at", created)
         from akasha_ray.records import with_content_hashes
@@ -120,7 +121,10 @@ def without_admin(state: dict) -> dict:
     }
 
 
-def test_backup_then_restore_into_an_empty_deployment(ray_cluster, settings, other, bucket):
+def test_backup_then_restore_into_an_empty_deployment(
+    ray_cluster, settings, other, bucket, monkeypatch
+):
+    monkeypatch.setattr(snapshot, "WARM_LISTING", 2)  # warm's 5 memories: listed by windows
     supervisor.start_all(settings)
     log = the_log(settings.hot.shards)
     first = prefix(log)  # before the snapshot
