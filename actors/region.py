@@ -69,6 +69,11 @@ class RegionActor:
             outbound=DeltaLog(Bucket.for_region(there), here.name),
             inbound=DeltaLog(Bucket.for_region(here), other),
             witness=Witness(Bucket.for_region(dr.witness_region())),
+            elsewhere={
+                r.name: DeltaLog(Bucket.for_region(r), other)
+                for r in dr.regions
+                if r.name not in (here.name, other)
+            },
             applier=self._applier,
             state_dir=self._settings.data_dir / "dr",
         )

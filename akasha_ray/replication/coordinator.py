@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from akasha_ray.config import DrConfig
-from akasha_ray.errors import Conflict
+from akasha_ray.errors import AkashaError, Conflict
 from akasha_ray.replication.regions import Duty, RegionsView
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,9 @@ class Coordinator:
         outbound: DeltaLogPort,  # other's bucket, the log of this region
         inbound: DeltaLogPort,  # this region's bucket, the log of `other`
         witness: WitnessPort,
+        # `other`'s log in the other regions' buckets (the backup's...): a forced promotion
+        # takes from them what this bucket lacks.
+        elsewhere: Mapping[str, DeltaLogPort] | None = None,
         applier: Callable[[], ApplierPort] | None = None,  # made on first apply
         state_dir: Path | None = None,  # where `deposed.json` lives (data_dir/dr)
         max_changes: int = MAX_CHANGES,
@@ -171,6 +174,7 @@ class Coordinator:
         self.dr, self.other = dr, other
         self._log, self._outbound, self._inbound = log, outbound, inbound
         self._witness, self._make_applier = witness, applier
+        self._elsewhere = dict(elsewhere or {})
         self._applier: ApplierPort | None = None
         self._state_dir = state_dir
         self._max_changes = max_changes
@@ -360,10 +364,13 @@ class Coordinator:
     ) -> dict[str, Any]:
         """A promotion's catch-up, while the apply loop runs: wait until `other`'s log is
         applied here through `versions` (planned: what the old primary logged), or through
-        what this region's bucket holds (forced). Returns how far it got."""
+        what this region's bucket holds (forced: after copying into it what other buckets hold
+        beyond it; sync mode answers once any other region's bucket has a write). Returns how
+        far it got."""
         target = versions
+        gathered: dict[str, Any] = {}
         if target is None:
-            target = await asyncio.to_thread(self._inbound.versions)
+            target, gathered = await asyncio.to_thread(self._gather_inbound)
         deadline = time.monotonic() + timeout_s
         while True:
             applied = await self._log.applied(self.other)
@@ -373,10 +380,35 @@ class Coordinator:
                 return {
                     "caught_up": done,
                     "target": dict(target),
+                    "gathered": gathered,
                     "applied": applied,
                     "last_error": error.to_json() if error else None,
                 }
             await asyncio.sleep(0.05)
+
+    def _gather_inbound(self) -> tuple[dict[str, int], dict[str, Any]]:
+        """Copy into this region's bucket the part of `other`'s log that only other buckets
+        hold (the same Delta commit rules: what is there already is skipped); what this
+        bucket then holds, and per other bucket what was taken or why not."""
+        from deltalake.exceptions import DeltaError
+
+        held = self._inbound.versions()
+        told: dict[str, Any] = {}
+        for region, copy in self._elsewhere.items():
+            try:
+                theirs = copy.versions()
+                if not any(n > held.get(s, 0) for s, n in theirs.items()):
+                    told[region] = {"copied": 0}
+                    continue
+                rows = copy.read(held)
+                if rows.num_rows:
+                    self._inbound.ship(rows, max(rows.column("epoch").to_pylist()))
+                told[region] = {"copied": rows.num_rows}
+                held = self._inbound.versions()
+            # An unreachable or unreadable bucket: promote with what the others hold.
+            except (AkashaError, DeltaError, OSError, ValueError) as exc:
+                told[region] = {"error": _describe(exc)}
+        return held, told
 
     # -- snapshots and rejoin ----------------------------------------------------------------
 

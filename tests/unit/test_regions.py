@@ -112,6 +112,11 @@ class Region:
             outbound=DeltaLog(buckets[other], here),
             inbound=DeltaLog(buckets[here], other),
             witness=Witness(buckets[self.dr.witness_region().name]),
+            elsewhere={
+                name: DeltaLog(bucket, other)
+                for name, bucket in buckets.items()
+                if name not in (here, other)
+            },
             applier=applier,
             state_dir=self.settings.data_dir / "dr",
             max_changes=max_changes,
@@ -384,6 +389,38 @@ def test_a_forced_failover_promotes_what_the_bucket_holds_and_reports_the_gap(tm
             await promotion.promote(
                 west.settings, west.log, witness, west_from_east.catch_up, mode="forced", old=None
             )
+
+    asyncio.run(scenario())
+
+
+def test_a_forced_failover_takes_what_only_the_backups_bucket_holds(tmp_path):
+    """sync mode answers once ANY other bucket holds a write: here the backup's got the last
+    two changes and the secondary's did not (its endpoint was down); promoted, the secondary
+    copies them from the backup's bucket and applies them: nothing acknowledged is lost."""
+
+    async def scenario():
+        east, west = Region(tmp_path, "east"), Region(tmp_path, "west")
+        await east.log.append(entries(5))
+        assert await east.coordinator("west").step() == 5
+        await east.log.append(entries(2))
+        to_vault = east.coordinator("vault")
+        await to_vault.step()  # the witness read first, then the shipment
+        assert (await east.log.shipped())["vault"] == {"hot-0": 7}
+        west_from_east = west.coordinator("east", applier=Collects)
+        tasks = await running(west_from_east)
+        try:
+            report = await promotion.promote(
+                west.settings,
+                west.log,
+                Witness(Bucket(str(tmp_path / "vault"))),
+                west_from_east.catch_up,
+                mode="forced",
+                old=None,  # east is gone
+            )
+        finally:
+            await stop(tasks)
+        assert report["applied"] == {"hot-0": 7} and report["epoch"] == 2
+        assert DeltaLog(Bucket(str(tmp_path / "west")), "east").versions() == {"hot-0": 7}
 
     asyncio.run(scenario())
 
