@@ -165,7 +165,8 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         for server in servers.values():
             settings |= server.env
         log(f"servers up: {sorted(servers) or 'none'}; starting Akasha")
-        with fleet_stack.own_akasha(settings, log) as stack:
+        keep_logs = out / "ray-logs" if args.out is not None else None
+        with fleet_stack.own_akasha(settings, log, keep_logs) as stack:
             stack.servers = servers
             started = time.perf_counter()
             keys = create_keys(stack.url, stack.admin_key, args.systems)

@@ -133,6 +133,13 @@ class Injector:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
             result["resumed_at"] = time.time()
+            # Milvus 2.3.5 standalone exits when its etcd session lapses (ttl 30 s) while frozen:
+            # nothing here restarts a server (an orchestrator would), so that is the finding.
+            gone = [pid for pid in pids if _gone(pid)]
+            if gone:
+                result["server_processes_exited"] = len(gone)
+                self.log(f"fault: {len(gone)} {fault.name} processes exited during the stop")
+                return {**result, "recovered": False, "recovered_at": None}
         recovered = self._await_recovery(fault.name, result["injected_at"])
         result["recovered_at"] = recovered
         if recovered is None:
@@ -218,6 +225,14 @@ class Injector:
             return True  # the migrator: /healthz asks it
         except httpx.HTTPError:
             return False
+
+
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie nobody reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _failed(row: dict[str, Any]) -> bool:

@@ -185,9 +185,11 @@ def _akasha_bin() -> str:
 
 
 @contextlib.contextmanager
-def own_akasha(settings: dict[str, str], log: Callable[[str], None]) -> Iterator[Stack]:
+def own_akasha(
+    settings: dict[str, str], log: Callable[[str], None], keep_logs: Path | None = None
+) -> Iterator[Stack]:
     """`akasha up` on a head of its own, with `settings` (AKASHA_* and the like) in its
-    environment; stopped, with its files, afterwards."""
+    environment; stopped, with its files, afterwards (its Ray logs copied to `keep_logs`)."""
     # Short: Ray's socket paths live under it and must stay under the kernel's 107 bytes.
     ray_tmp = Path(tempfile.mkdtemp(prefix="akf-", dir="/tmp"))
     data_dir = ray_tmp / "data"
@@ -234,6 +236,9 @@ def own_akasha(settings: dict[str, str], log: Callable[[str], None]) -> Iterator
         )
         if head_id is not None:
             local_cluster.stop_head(head_id)
+        if keep_logs is not None:  # what an unexpected 500 or a slow recovery left behind
+            for logs in ray_tmp.glob("**/session_latest/logs"):
+                shutil.copytree(logs, keep_logs, dirs_exist_ok=True, symlinks=True)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

@@ -3,7 +3,9 @@ scoped keys under a locust mix of ingest, search (hot, warm, cold), metrics and 
 the warm, time-series, graph and cold stores on real servers (Milvus 2.3.5, PostgreSQL 15,
 FalkorDB's Bolt, SeaweedFS S3) and one fault of every kind on a schedule: `kill -9` of a hot
 shard, the warm, timeseries, graph and migrator actors and the embedder replica, and each server
-stopped (SIGSTOP) for 15 s (the full run stops them 30 s).
+stopped (SIGSTOP) for 15 s: Milvus 2.3.5 standalone exits when its etcd session (ttl 30 s,
+kept alive every few seconds) lapses while it is frozen, and nothing here restarts it as an
+orchestrator would, so a 30 s stop ends that server for the rest of the run.
 
 Expected: every fault recovered without a hand, no 5xx other than 503 (during a fault or not),
 and the audit finds every acknowledged memory, metric point and relationship."""
