@@ -24,6 +24,7 @@ from akasha_ray.errors import ConfigError, Conflict, Forbidden, InvalidInput, No
 
 ADMIN_KEY_FILE = "admin.key"
 KEYS_FILE = "keys.json"
+JOURNAL_FILE = "keys.journal"  # records changed since keys.json was written, one JSON a line
 ADMIN_SCOPE = "admin"  # an admin key's only scope: it may do everything, on every system
 KEY_ID_PATTERN = r"^kid_[0-9a-f]{16}$"
 _RECORD_FIELDS = (
@@ -103,7 +104,12 @@ class Principal:
 
 
 class KeyStore:
-    """Keys in one JSON file under the data dir, replaced atomically on every change.
+    """Keys in `keys.json` plus a journal: each change appends the changed records (whole, one
+    JSON object a line) to `keys.journal` and fsyncs it, so creating the ten-thousandth key
+    costs what the first did. Once the journal would hold more lines than there are keys (and
+    64), `keys.json` is replaced atomically with them all and the journal emptied. Loading
+    replays the journal over `keys.json` (a record is a whole state: replaying one twice changes
+    nothing), so a crash at any point keeps every change that returned.
 
     `version` changes with every change (and with every new store object, so an actor restart
     counts as one): ingress replicas compare it to drop the principals they cached.
@@ -115,11 +121,20 @@ class KeyStore:
         self._boot = secrets.token_hex(4)
         self._changes = 0
         self._keys: dict[str, dict[str, Any]] = {}  # key_id -> record
+        self.journal = self.data_dir / JOURNAL_FILE
+        self._journaled = 0
         text = read_private(self.path)
         if text is not None:
             self._keys, upgraded = _load(json.loads(text))
             if upgraded:
                 self._save()
+        for line in (read_private(self.journal) or "").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a crash mid-append: that change never returned
+                continue
+            self._keys[record["key_id"]] = record
+            self._journaled += 1
         self._by_hash = {record["hash"]: key_id for key_id, record in self._keys.items()}
 
     @property
@@ -159,7 +174,7 @@ class KeyStore:
             now = _iso(_now())
             for other in others:
                 self._keys[other]["revoked_at"] = now
-            self._save()
+            self._save(others)
             self._remove_admin_file({self._keys[k]["hash"] for k in others})
         return None
 
@@ -221,7 +236,7 @@ class KeyStore:
                 field="key_id",
             )
         record["revoked_at"] = _iso(_now())
-        self._save()
+        self._save([key_id])
 
     def records(self) -> list[dict[str, Any]]:
         """Every record as stored (hashes, never keys), for a snapshot or a replica."""
@@ -243,7 +258,7 @@ class KeyStore:
             held["revoked_at"] = record["revoked_at"]
         else:
             return False
-        self._save()
+        self._save([record["key_id"]])
         return True
 
     def _add(
@@ -268,7 +283,7 @@ class KeyStore:
         }
         self._keys[key_id] = record
         self._by_hash[record["hash"]] = key_id
-        self._save()
+        self._save([key_id])
         return key_id
 
     def _active_admins(self) -> list[str]:
@@ -293,9 +308,19 @@ class KeyStore:
             "revoked_at": record["revoked_at"],
         }
 
-    def _save(self) -> None:
+    def _save(self, changed: list[str] | None = None) -> None:
+        """Make a change durable: the `changed` records appended to the journal, or (None, or a
+        journal as long as the store) every record written to keys.json."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(self.path, json.dumps({"keys": list(self._keys.values())}, indent=1))
+        journal_ok = changed is not None and self.path.exists()
+        if journal_ok and self._journaled + len(changed) <= max(len(self._keys), 64):
+            lines = "".join(json.dumps(self._keys[k]) + "\n" for k in changed)
+            append_private(self.journal, lines)
+            self._journaled += len(changed)
+        else:
+            write_private(self.path, json.dumps({"keys": list(self._keys.values())}, indent=1))
+            write_private(self.journal, "")  # after the snapshot that holds its records
+            self._journaled = 0
         self._changes += 1
 
 
@@ -359,6 +384,23 @@ def write_private(path: Path, text: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def append_private(path: Path, text: str) -> None:
+    """Append to a file readable by its owner only (0600, created so), never through a symlink,
+    and fsync it (a new file's folder too)."""
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    if created:
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def read_private(path: Path) -> str | None:

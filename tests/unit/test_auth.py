@@ -26,7 +26,13 @@ STORED_FIELDS = {
 
 
 def _records(data_dir):
-    return json.loads((data_dir / "keys.json").read_text())["keys"]
+    """What the files hold: keys.json, then the journal's records over it."""
+    records = {r["key_id"]: r for r in json.loads((data_dir / "keys.json").read_text())["keys"]}
+    journal = data_dir / "keys.journal"
+    for line in journal.read_text().splitlines() if journal.exists() else []:
+        record = json.loads(line)
+        records[record["key_id"]] = record
+    return list(records.values())
 
 
 def _mode(path):
@@ -48,7 +54,8 @@ def test_admin_key_generated_once_and_stored_hashed(tmp_path):
     assert set(record) == STORED_FIELDS and record["scopes"] == ["admin"]
     assert KeyStore(tmp_path).principal(hash_key(key))["admin"] is True
     # No temp file is left next to the key files.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["admin.key", "keys.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["admin.key", "keys.journal", "keys.json"]
+    assert _mode(tmp_path / "keys.journal") == 0o600
 
 
 def test_configured_admin_key_revokes_the_generated_one(tmp_path):
@@ -280,3 +287,39 @@ def test_the_first_file_format_is_upgraded(tmp_path):
     records = _records(tmp_path)
     assert all(set(r) == STORED_FIELDS for r in records)
     assert [r["scopes"] for r in records] == [["admin"], ["read"]]
+
+
+def test_key_changes_go_to_a_journal_that_is_folded_into_the_file(tmp_path):
+    """Each create or revoke appends its record (no rewrite of every key); once the journal is
+    longer than the store (and 64 lines), keys.json takes it all. A reload sees every change,
+    and a line cut short by a crash (a change that never returned) is skipped."""
+    store = KeyStore(tmp_path)
+    store.ensure_admin(None)
+    ids = [store.create(["a"], ["read"])["key_id"] for _ in range(40)]
+    store.revoke(ids[0])
+    journal = (tmp_path / "keys.journal").read_text().splitlines()
+    assert len(journal) == 41  # 40 creates and a revoke; keys.json still holds the admin alone
+    assert len(json.loads((tmp_path / "keys.json").read_text())["keys"]) == 1
+    with (tmp_path / "keys.journal").open("a") as out:
+        out.write('{"key_id": "kid_0000000000000000", "ha')  # a crash mid-append
+    again = KeyStore(tmp_path)
+    assert {r["key_id"] for r in again.records()} == {r["key_id"] for r in store.records()}
+    assert again.list_keys() == store.list_keys()
+    for key_id in ids[1:30]:  # past 64 journaled changes (more than keys): folded
+        again.revoke(key_id)
+    assert len(json.loads((tmp_path / "keys.json").read_text())["keys"]) == 41
+    assert len((tmp_path / "keys.journal").read_text().splitlines()) < 64
+    assert {r["key_id"] for r in KeyStore(tmp_path).records()} == {
+        r["key_id"] for r in again.records()
+    }
+
+
+def test_the_journal_is_not_read_or_written_through_a_symlink(tmp_path):
+    data_dir = tmp_path / "data"
+    KeyStore(data_dir).ensure_admin(None)
+    planted = tmp_path / "planted"
+    planted.write_text("")
+    (data_dir / "keys.journal").unlink()
+    (data_dir / "keys.journal").symlink_to(planted)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        KeyStore(data_dir)
