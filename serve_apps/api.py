@@ -106,6 +106,15 @@ async def _backpressure(request: Request, exc: BackPressureError) -> JSONRespons
     return JSONResponse(status_code=503, content=body, headers={"Retry-After": retry})
 
 
+@app.exception_handler(ray.exceptions.RayActorError)
+async def _actor_died(request: Request, exc: ray.exceptions.RayActorError) -> JSONResponse:
+    """A replica or actor died under a call not wrapped in `call` (the embedder's, found by
+    `bench fleet` killing its replica: that was a 500): a 503 to retry while it restarts."""
+    body = Unavailable("a component is restarting; retry").to_dict()
+    retry = str(max(1, int(Admission.limits.retry_after_s + 0.999)))
+    return JSONResponse(status_code=503, content=body, headers={"Retry-After": retry})
+
+
 @app.exception_handler(AkashaError)
 async def _akasha_error(request: Request, exc: AkashaError) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content=exc.to_dict())
