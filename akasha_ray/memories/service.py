@@ -27,6 +27,8 @@ import pyarrow.compute as pc
 import ray
 
 from akasha_ray import observability, self_metrics
+from akasha_ray.actor_calls import awaited as _awaited
+from akasha_ray.actor_calls import call
 from akasha_ray.config import Settings
 from akasha_ray.errors import AkashaError, Conflict, Unavailable
 from akasha_ray.hot_window import READ_TTL_S, HotWindow
@@ -376,21 +378,6 @@ class MemoryService:
         return await call(awaitable, component, timeout_s or self._timeout)
 
 
-async def call(awaitable, component: str, timeout_s: float):
-    """Await an actor call (or several): an AkashaError raised in an actor keeps its status, a
-    dead actor or a timeout is Unavailable (503)."""
-    try:
-        return await asyncio.wait_for(_awaited(awaitable), timeout_s)
-    except TimeoutError as exc:
-        raise Unavailable(f"{component} did not answer within {timeout_s} s") from exc
-    except ray.exceptions.RayTaskError as exc:
-        if isinstance(exc.cause, AkashaError):  # e.g. NotFound raised by the store: its status
-            raise exc.cause from None
-        raise Unavailable(f"{component} failed: {type(exc.cause).__name__}") from exc
-    except ray.exceptions.RayActorError as exc:
-        raise Unavailable(f"{component} is not available (restarting?)") from exc
-
-
 def _one_row_per_key(batch: pa.Table) -> pa.Table:
     """The first row of each key; Conflict when a key repeats with other content."""
     keys = key_array(batch).to_pylist()
@@ -418,10 +405,6 @@ def _split_hot(parts: dict[Tier, pa.Table], peers: Peers) -> dict[Any, pa.Table]
         for i in np.unique(shard_of).tolist():
             out[i] = hot.filter(pa.array(shard_of == i))
     return out
-
-
-async def _awaited(ref):
-    return await ref
 
 
 def _per_tier(parts: dict[Any, pa.Table], new_keys: list[str]) -> dict[str, int]:

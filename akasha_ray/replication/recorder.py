@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import ray
+
+from akasha_ray.actor_calls import call
 from akasha_ray.config import Settings
 from akasha_ray.errors import Unavailable
 from akasha_ray.replication.changelog import Entry
@@ -58,14 +61,16 @@ class Recorder:
 
     def _changelog(self):
         if self._log is None:
-            from akasha_ray.memories.peers import find
-
-            self._log = find(CHANGELOG, self._namespace)
+            try:
+                self._log = ray.get_actor(CHANGELOG, namespace=self._namespace)
+            except ValueError as exc:
+                raise Unavailable(
+                    f"the change log is not running in namespace {self._namespace!r} (DR is on): "
+                    "start Akasha (akasha up)"
+                ) from exc
         return self._log
 
     async def _call(self, ref, timeout_s: float | None = None):
-        from akasha_ray.memories.service import call
-
         try:
             return await call(ref, "the change log", timeout_s or self._timeout)
         except Unavailable:
