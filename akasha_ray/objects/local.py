@@ -55,17 +55,7 @@ class LocalObjectStore:
 
     def _put(self, path: Path, data: bytes) -> None:
         self._make_folders(path.parent)
-        temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-        try:
-            with temp.open("wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-        _fsync_dir(path.parent)  # make the rename itself durable
+        write_durably(path, data)
 
     def _make_folders(self, folder: Path) -> None:
         """Create `folder` and its missing parents, each name synced into its parent."""
@@ -103,6 +93,22 @@ class LocalObjectStore:
                         found.append(ObjectInfo(key, os.stat(os.path.join(dirpath, name)).st_size))
         found.sort(key=lambda info: info.key)
         return found
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write beside the target (a dot name, which listings skip), fsync, rename over it, fsync
+    the folder: readers see the old bytes or the new ones, and the new ones survive a crash."""
+    temp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with temp.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    _fsync_dir(path.parent)  # make the rename itself durable
 
 
 def _fsync_dir(folder: Path) -> None:

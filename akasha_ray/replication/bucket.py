@@ -17,7 +17,6 @@ import hashlib
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from akasha_ray.errors import ConfigError, Conflict, Unavailable
+from akasha_ray.objects.local import write_durably
 
 if TYPE_CHECKING:
     from akasha_ray.config import RegionConfig
@@ -390,20 +390,7 @@ def _md5(data: bytes) -> str:
 
 
 def _local_write(path: Path, data: bytes) -> str:
-    """Write beside the target, fsync, rename over it: readers see the old or the new bytes."""
+    """objects/local.py's durable write; the etag a folder bucket gives it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temp.open("wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    write_durably(path, data)
     return _md5(data)
