@@ -56,12 +56,8 @@ def bucket(request, tmp_path) -> Iterator[Bucket]:
     if request.param == "folder":
         yield Bucket(str(tmp_path / "bucket"))
         return
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", seaweedfs.ACCESS_KEY)
-        env.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.SECRET_KEY)
-        env.setenv("AWS_REGION", seaweedfs.REGION)
-        with seaweedfs.seaweedfs_server(bucket="akasha-dr") as server:
-            yield Bucket(f"s3://{server.bucket}/backup", server.endpoint_url)
+    with seaweedfs.seaweedfs_with_credentials("akasha-dr") as server:
+        yield Bucket(f"s3://{server.bucket}/backup", server.endpoint_url)
 
 
 def the_log(shards: int) -> pa.Table:

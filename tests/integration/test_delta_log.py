@@ -19,7 +19,6 @@ from akasha_ray.replication.bucket import Backoff, Bucket, CasFailed
 from akasha_ray.replication.delta_log import DeltaLog
 from tests.servers import seaweedfs
 from tests.servers.flaky_proxy import flaky_proxy
-from tests.servers.seaweedfs import seaweedfs_server
 from tests.unit.test_delta_log_local import change_rows, lsns
 
 pytestmark = pytest.mark.integration
@@ -27,12 +26,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[seaweedfs.S3Server]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", seaweedfs.ACCESS_KEY)
-        env.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.SECRET_KEY)
-        env.setenv("AWS_REGION", seaweedfs.REGION)
-        with seaweedfs_server(bucket="akasha-dr") as server:
-            yield server
+    with seaweedfs.seaweedfs_with_credentials("akasha-dr") as server:
+        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from akasha_ray.replication.bucket import Bucket
 from akasha_ray.replication.witness import Fenced, Witness
 from tests.servers import seaweedfs
 from tests.servers.flaky_proxy import flaky_proxy
-from tests.servers.seaweedfs import seaweedfs_server
 from tests.unit.test_witness_local import promote_at_once
 
 pytestmark = pytest.mark.integration
@@ -20,12 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[seaweedfs.S3Server]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", seaweedfs.ACCESS_KEY)
-        env.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.SECRET_KEY)
-        env.setenv("AWS_REGION", seaweedfs.REGION)
-        with seaweedfs_server(bucket="akasha-witness") as server:
-            yield server
+    with seaweedfs.seaweedfs_with_credentials("akasha-witness") as server:
+        yield server
 
 
 @pytest.fixture
