@@ -10,7 +10,8 @@ A fleet under load and faults, then an audit; JSON on stdout.
    ingest batches (10 and 100 memories, hot, warm, cold and about-to-age), searches (hot only,
    hot+warm, with cold, unbounded, keyword), memory reads, metric writes and 5m/1h queries, graph
    upserts and paths.
-4. Meanwhile injects the faults on a schedule (fleet_faults) and measures each one's recovery.
+4. Meanwhile injects the faults on a schedule (fleet_faults) and measures each one's recovery;
+   the load lasts --duration seconds and, if the faults take longer, until the last recovered.
 5. Audits every acknowledged write (fleet_audit).
 
 The report: requests/s, p50/p95/p99 per route, errors by status, each fault's error window and
@@ -38,6 +39,8 @@ from akasha_ray.bench import fleet_faults, fleet_stack, stats
 from akasha_ray.bench.fleet_audit import Audit
 
 HOT_DAYS = 7.0
+FAULTS_BOUND_S = 900.0  # how long the load may go on past --duration for the faults to finish
+TAIL_S = 5.0  # load after the last fault recovered
 # The migrator runs a pass a minute, so the memories written about to leave the hot window move
 # during the run (and a killed pass has work to finish).
 SETTINGS = {
@@ -54,7 +57,12 @@ def log(message: str) -> None:
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m akasha_ray.bench fleet", description=__doc__)
     parser.add_argument("--systems", type=int, default=10_000)
-    parser.add_argument("--duration", type=float, default=600, help="seconds of load")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=600,
+        help="seconds of load, at least: it goes on until the last fault recovered",
+    )
     parser.add_argument("--users", type=int, default=24, help="concurrent locust users")
     parser.add_argument(
         "--servers",
@@ -178,6 +186,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 args.fault_names, args.duration, args.warmup, tail_s=args.stop_s + 30
             )
             injector = fleet_faults.Injector(stack, args.stop_s, log)
+            faults_done = out / "faults.done"
             load_started = time.time() + 15  # the load process imports locust meanwhile
             load = subprocess.Popen(
                 [
@@ -185,17 +194,23 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     *("--url", stack.url, "--keys", str(out / "keys.json"), "--out", str(out)),
                     *("--duration", str(args.duration), "--users", str(args.users)),
                     *("--hot-days", str(HOT_DAYS), "--start-at", str(load_started)),
+                    *("--until", str(faults_done), "--until-bound-s", str(FAULTS_BOUND_S)),
                 ],
                 stdout=sys.stderr,
             )
             results: list[dict] = []
             done = threading.Event()
-            faulting = threading.Thread(
-                target=lambda: results.extend(injector.run(faults, load_started, done)),
-                daemon=True,
-            )
+
+            def inject_all() -> None:
+                try:
+                    results.extend(injector.run(faults, load_started, done))
+                finally:
+                    time.sleep(TAIL_S)  # load after the last recovery, in its window
+                    faults_done.touch()
+
+            faulting = threading.Thread(target=inject_all, daemon=True)
             faulting.start()
-            code = load.wait(timeout=args.duration + 900)
+            code = load.wait(timeout=args.duration + FAULTS_BOUND_S + 120)
             ended = time.time()
             done.set()
             faulting.join(timeout=fleet_faults.RECOVER_TIMEOUT_S + args.stop_s + 60)

@@ -322,10 +322,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gevent.sleep(max(0.0, args.start_at - time.time()))  # the fault schedule counts from then
     started = time.time()
     runner.start(args.users, spawn_rate=args.users)
-    gevent.spawn_later(args.duration, runner.quit)
+    gevent.spawn(_quit_after, runner, args)
     runner.greenlet.join()
     elapsed = time.time() - started
     return _write(Path(args.out), env, started, elapsed)
+
+
+def _quit_after(runner: Any, args: argparse.Namespace) -> None:
+    """Load for --duration seconds, then on until --until exists (the fault schedule is done),
+    at most --until-bound-s more: a short run still sees every fault under load."""
+    gevent.sleep(args.duration)
+    deadline = time.time() + args.until_bound_s
+    while args.until is not None and not Path(args.until).exists() and time.time() < deadline:
+        gevent.sleep(0.5)
+    runner.quit()
 
 
 def _write(out: Path, env: Environment, started: float, elapsed: float) -> dict[str, Any]:
@@ -373,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, required=True, help="seconds")
     parser.add_argument("--users", type=int, default=24)
     parser.add_argument("--hot-days", type=float, default=7.0)
+    parser.add_argument("--until", help="after --duration, go on until this file exists")
+    parser.add_argument("--until-bound-s", type=float, default=900.0, help="at most this long")
     parser.add_argument("--start-at", type=float, default=0.0, help="epoch seconds to begin at")
     run(parser.parse_args(argv))
     return 0
