@@ -103,11 +103,11 @@ def test_kill_9_of_everything_during_ingests_loses_no_acknowledged_memory(crasha
 
 
 def test_kill_9_of_everything_during_a_migration_pass_loses_and_doubles_nothing(crashable):
-    writer = Writer(crashable, "moving", batches=30)
+    writer = Writer(crashable, "moving", batches=20)
     writer.start()
     writer.join(timeout=600)
     keys = writer.acknowledged
-    assert len(keys) == 30 * BATCH
+    assert len(keys) == 20 * BATCH
     time.sleep(HOT_DAYS * 86_400 + 2)  # every one of them is now older than the hot window
 
     ledger = crashable["data_dir"] / "migration" / "hot-0-to-warm.jsonl"

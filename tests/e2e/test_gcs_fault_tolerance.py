@@ -34,7 +34,7 @@ from tests.servers.redis import redis_server
 
 pytestmark = pytest.mark.e2e
 
-KILLS = 3
+KILLS = 2
 DOWN_S = 5.0  # how long the GCS stays dead each time (Ray's raylet waits 60 s for it)
 
 # A driver of its own (this test process is no Ray driver): every named actor's pid.
