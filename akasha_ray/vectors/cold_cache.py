@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 from akasha_ray.embedding_dim import DIM
 from akasha_ray.identity import keys_of
 from akasha_ray.times import from_us
+from akasha_ray.vectors.keyword_index import KeywordIndex
 
 SHOWN = ("id", "system_id", "conversation_id", "content", "metadata", "model", "model_revision")
 
@@ -48,6 +50,19 @@ class Partition:
     @property
     def nbytes(self) -> int:
         return self.unit.nbytes + self.created_us.nbytes + self.shown.nbytes + 64 * len(self.keys)
+
+    @cached_property
+    def keywords(self) -> tuple[KeywordIndex, np.ndarray]:
+        """The BM25 index of the contents, built on the first keyword search and kept with the
+        partition, and per index row the partition's row (a key held twice counts once)."""
+        index, rows, seen = KeywordIndex(), [], set()
+        for row, key in enumerate(self.keys):
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+        contents = self.shown.column("content").take(pa.array(rows, pa.int64())).to_pylist()
+        index.add([self.keys[r] for r in rows], [""] * len(rows), self.created_us[rows], contents)
+        return index, np.asarray(rows, dtype=np.int64)
 
     def within(self, start_us: int | None, end_us: int | None) -> np.ndarray:
         """Row numbers created in [start, end]."""

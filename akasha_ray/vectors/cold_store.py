@@ -57,7 +57,7 @@ from akasha_ray.records import SCHEMA
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
 from akasha_ray.vectors.cold_cache import Partition, PartitionCache
-from akasha_ray.vectors.keyword_index import exact_top_k
+from akasha_ray.vectors.keyword_index import top_k_across
 from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 
 PREFIX = "cold"
@@ -544,20 +544,20 @@ def _top_k(
 def _keyword_top_k(
     parts: list[Partition], text: str, k: int, start_us: int | None, end_us: int | None
 ) -> list[tuple[Partition, int, float]]:
-    """(partition, row, BM25) of the best k rows created in [start, end], best first."""
-    where: dict[str, tuple[Partition, int]] = {}
-    text_of: dict[str, str] = {}
+    """(partition, row, BM25) of the best k rows created in [start, end], best first: the
+    partitions' own indexes (kept with them) ranked as one corpus."""
+    ranked, seen = [], set()
     for part in parts:
-        rows = part.within(start_us, end_us)
-        contents = part.shown.column("content").take(pa.array(rows)).to_pylist()
-        for row, content in zip(rows.tolist(), contents, strict=True):
-            key = part.keys[row]
-            if key not in where:  # a crash mid-rewrite could leave a key twice: count it once
-                where[key] = (part, row)
-                text_of[key] = content
-    keys = list(where)
-    found, scores = exact_top_k(keys, [text_of[key] for key in keys], text, k)
-    return [(*where[key], float(s)) for key, s in zip(found, scores.tolist(), strict=True)]
+        index, _ = part.keywords
+        mask = index.passing(start_us, end_us)
+        for row in np.flatnonzero(mask).tolist():
+            key = index.key(row)
+            if key in seen:  # a crash mid-rewrite could leave a key twice: count it once
+                mask[row] = False
+            seen.add(key)
+        ranked.append((index, mask))
+    found = top_k_across(ranked, text, k)
+    return [(parts[i], int(parts[i].keywords[1][row]), score) for i, row, score in found]
 
 
 _BY_KEY = f"{_KEY_SQL} IN (SELECT unnest($keys))"

@@ -169,34 +169,59 @@ class KeywordIndex:
         mask = self._mask(system_ids, start_us, end_us, only_keys)
         if k <= 0 or not terms or mask is None:
             return [], np.empty(0)
-        n_docs = int(np.count_nonzero(mask))
+        n_docs, length, doc_freqs = self.corpus(terms, mask)
         if n_docs == 0:
             return [], np.empty(0)
+        rows, scores = self.scores(terms, mask, n_docs, length / n_docs, doc_freqs)
+        ranked = best(scores, [self._keys[r] for r in rows], k)
+        return [self._keys[rows[i]] for i in ranked], scores[ranked]
+
+    def corpus(self, terms: Sequence[str], mask: np.ndarray) -> tuple[int, int, list[int]]:
+        """Of the rows `mask` keeps: how many, their total length in terms, and per term how
+        many hold it (BM25's N, average length and n, when several indexes rank as one)."""
         lengths = np.frombuffer(self._length, dtype=np.int32)
-        avg_length = float(lengths[mask].sum()) / n_docs
-        total = np.zeros(len(self._keys))
-        touched = []
+        doc_freqs = []
         for term in terms:
             posting = self._postings.get(term)
-            if posting is None:
+            rows = np.frombuffer(posting[0], dtype=np.int32) if posting else np.empty(0, np.int32)
+            doc_freqs.append(int(np.count_nonzero(mask[rows])))
+        return int(np.count_nonzero(mask)), int(lengths[mask].sum()), doc_freqs
+
+    def scores(
+        self,
+        terms: Sequence[str],
+        mask: np.ndarray,
+        n_docs: int,
+        avg_length: float,
+        doc_freqs: Sequence[int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows `mask` keeps that hold a query term, and their BM25 over that corpus."""
+        lengths = np.frombuffer(self._length, dtype=np.int32)
+        total = np.zeros(len(self._keys))
+        touched = []
+        for term, doc_freq in zip(terms, doc_freqs, strict=True):
+            posting = self._postings.get(term)
+            if posting is None or doc_freq == 0:
                 continue
             rows = np.frombuffer(posting[0], dtype=np.int32)
             counts = np.frombuffer(posting[1], dtype=np.int32).astype(np.float64)
             kept = mask[rows]
             rows, counts = rows[kept], counts[kept]
-            if len(rows) == 0:
-                continue
             norm = K1 * (1 - B + B * lengths[rows] / avg_length)
-            total[rows] += idf(n_docs, len(rows)) * counts * (K1 + 1) / (counts + norm)
+            total[rows] += idf(n_docs, doc_freq) * counts * (K1 + 1) / (counts + norm)
             touched.append(rows)
         if not touched:
-            return [], np.empty(0)
+            return np.empty(0, np.int64), np.empty(0)
         rows = np.unique(np.concatenate(touched))
-        if len(rows) > k:  # keep every row scoring at least the k-th: ties still rank by key
-            kth = np.partition(total[rows], len(rows) - k)[len(rows) - k]
-            rows = rows[total[rows] >= kth]
-        ranked = sorted(rows.tolist(), key=lambda r: (-total[r], self._keys[r]))[:k]
-        return [self._keys[r] for r in ranked], total[ranked]
+        return rows, total[rows]
+
+    def passing(self, start_us: int | None, end_us: int | None) -> np.ndarray:
+        """The mask of live rows created in [start, end]."""
+        mask = self._mask(None, start_us, end_us, None)
+        return np.zeros(0, dtype=bool) if mask is None else mask
+
+    def key(self, row: int) -> str:
+        return self._keys[row]
 
     def _mask(self, system_ids, start_us, end_us, only_keys) -> np.ndarray | None:
         n = len(self._keys)
@@ -240,11 +265,37 @@ class KeywordIndex:
         self._dead = 0
 
 
-def exact_top_k(
-    keys: Sequence[str], texts: Sequence[str], query: str, k: int
-) -> tuple[list[str], np.ndarray]:
-    """BM25 top-k over these rows alone (every row passes): what a tier without an index of its
-    own (the cold archive's partitions read for a query) ranks with."""
-    index = KeywordIndex()
-    index.add(keys, [""] * len(keys), [0] * len(keys), texts)
-    return index.search(query, k)
+def best(scores: np.ndarray, keys: Sequence[str], k: int) -> list[int]:
+    """Positions of the k best scores, best first, ties by key."""
+    order = np.arange(len(scores))
+    if len(order) > k:  # keep every row scoring at least the k-th: ties still rank by key
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        order = order[scores >= kth]
+    return sorted(order.tolist(), key=lambda i: (-scores[i], keys[i]))[:k]
+
+
+def top_k_across(
+    parts: Sequence[tuple[KeywordIndex, np.ndarray]], query: str, k: int
+) -> list[tuple[int, int, float]]:
+    """BM25 top-k over several indexes ranked as one corpus (each with the mask of its rows
+    that pass): (index position, row, score), best first, ties by key."""
+    terms = tokens(query)
+    if k <= 0 or not terms or not parts:
+        return []
+    n_docs, length, doc_freqs = 0, 0, [0] * len(terms)
+    for index, mask in parts:
+        n, total, freqs = index.corpus(terms, mask)
+        n_docs, length = n_docs + n, length + total
+        doc_freqs = [a + b for a, b in zip(doc_freqs, freqs, strict=True)]
+    if n_docs == 0:
+        return []
+    hits, scores, keys = [], [], []
+    for position, (index, mask) in enumerate(parts):
+        rows, found = index.scores(terms, mask, n_docs, length / n_docs, doc_freqs)
+        hits += [(position, int(r)) for r in rows]
+        keys += [index.key(int(r)) for r in rows]
+        scores.append(found)
+    if not hits:
+        return []
+    merged = np.concatenate(scores)
+    return [(*hits[i], float(merged[i])) for i in best(merged, keys, k)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from akasha_ray.vectors.keyword_index import K1, B, KeywordIndex, exact_top_k, idf, tokens
+from akasha_ray.vectors.keyword_index import K1, B, KeywordIndex, idf, tokens, top_k_across
 
 
 class LuceneBM25(BM25Okapi):
@@ -103,9 +103,25 @@ def test_deletes_and_compaction_keep_it_exact() -> None:
 
 def test_stemming_and_stop_words() -> None:
     assert tokens("The Runners were RUNNING!") == ["runner", "were", "run"]
-    keys, _ = exact_top_k(["a", "b"], ["she runs daily", "the cat"], "running", 5)
-    assert keys == ["a"]
-    assert exact_top_k(["a"], ["the cat"], "the of", 5)[0] == []
+    index = index_of([("a", "s", 0, "she runs daily"), ("b", "s", 0, "the cat")])
+    assert index.search("running", 5)[0] == ["a"]
+    assert index.search("the of", 5)[0] == []
+
+
+@pytest.mark.parametrize("query", ["running in Paris", "apple apple dog", "tennis", "cats"])
+def test_several_indexes_rank_as_one_corpus(query: str) -> None:
+    """The cold archive's way: an index per partition, each with the mask of its rows in the
+    time range, scored with the statistics of all the rows that pass, as rank_bm25 over them."""
+    rows = corpus(400, seed=11)
+    parts = [rows[:150], rows[150:170], rows[170:]]
+    start, end = 40_000, 330_000
+    masked = [(index_of(part), None) for part in parts]
+    masked = [(index, index.passing(start, end)) for index, _ in masked]
+    found = top_k_across(masked, query, 10)
+    keys = [masked[i][0].key(row) for i, row, _ in found]
+    passing = [r for r in rows if start <= r[2] <= end]
+    assert_same((keys, np.array([s for *_, s in found])), peer_top(passing, query, 10))
+    assert top_k_across(masked, "the of", 10) == []
 
 
 def test_a_hot_shard_keeps_its_keyword_index_in_step(tmp_path) -> None:
