@@ -24,6 +24,7 @@ from akasha_ray.identity import keys_of
 from akasha_ray.times import from_us
 from akasha_ray.vectors.keyword_index import KeywordIndex
 
+STACKS_KEPT = 4
 SHOWN = ("id", "system_id", "conversation_id", "content", "metadata", "model", "model_revision")
 
 
@@ -81,11 +82,55 @@ class Partition:
         return out
 
 
+@dataclass(frozen=True)
+class Stack:
+    """The rows of several partitions as one matrix: a search scans it in one product instead
+    of a loop over hundreds of day files."""
+
+    parts: tuple[Partition, ...]
+    unit: np.ndarray  # float32 (rows, DIM)
+    created_us: np.ndarray  # int64
+    part: np.ndarray  # int32: which of `parts` each row is from
+    row: np.ndarray  # int32: its row there
+
+    @classmethod
+    def of(cls, parts: tuple[Partition, ...]) -> Stack:
+        sizes = [len(p.keys) for p in parts]
+        return cls(
+            parts=parts,
+            unit=np.concatenate([p.unit for p in parts]) if parts else np.empty((0, DIM)),
+            created_us=np.concatenate([p.created_us for p in parts]) if parts else np.empty(0),
+            part=np.repeat(np.arange(len(parts), dtype=np.int32), sizes),
+            row=np.concatenate([np.arange(n, dtype=np.int32) for n in sizes])
+            if parts
+            else np.empty(0, np.int32),
+        )
+
+    def key(self, index: int) -> str:
+        return self.parts[self.part[index]].keys[self.row[index]]
+
+
 class PartitionCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._held: OrderedDict[str, tuple[int, Partition]] = OrderedDict()
         self._bytes = 0
+        # The last few stacks searched, by the identity of their partitions (which they hold,
+        # so no other partition can take an id meanwhile); at most a quarter of max_bytes each.
+        self._stacks: OrderedDict[tuple[int, ...], Stack] = OrderedDict()
+
+    def stack(self, parts: list[Partition]) -> Stack:
+        ids = tuple(id(p) for p in parts)
+        held = self._stacks.get(ids)
+        if held is not None:
+            self._stacks.move_to_end(ids)
+            return held
+        stack = Stack.of(tuple(parts))
+        if stack.unit.nbytes <= self.max_bytes // 4:
+            self._stacks[ids] = stack
+            while len(self._stacks) > STACKS_KEPT:
+                self._stacks.popitem(last=False)
+        return stack
 
     def get(self, key: str, size: int) -> Partition | None:
         held = self._held.get(key)
@@ -108,6 +153,9 @@ class PartitionCache:
         held = self._held.pop(key, None)
         if held is not None:
             self._bytes -= held[1].nbytes
+            self._stacks = OrderedDict(
+                (ids, stack) for ids, stack in self._stacks.items() if id(held[1]) not in ids
+            )
 
     def keep_only(self, keys: set[str]) -> None:
         """Forget partitions whose files are gone."""

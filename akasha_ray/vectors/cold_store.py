@@ -56,7 +56,7 @@ from akasha_ray.objects.local import LocalObjectStore
 from akasha_ray.records import SCHEMA
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
-from akasha_ray.vectors.cold_cache import Partition, PartitionCache
+from akasha_ray.vectors.cold_cache import Partition, PartitionCache, Stack
 from akasha_ray.vectors.keyword_index import top_k_across
 from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 
@@ -214,7 +214,8 @@ class ColdStore:
         if not parts:
             return []
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        found = await asyncio.to_thread(_top_k, parts, query, k, _opt_us(start), _opt_us(end))
+        stack = self._partitions.stack(parts)
+        found = await asyncio.to_thread(_top_k, stack, query, k, _opt_us(start), _opt_us(end))
         return [{**part.memory(row), "similarity": score} for part, row, score in found]
 
     async def search_keywords(
@@ -518,27 +519,33 @@ def _decode_all(blobs: list[bytes | None]) -> list[Partition | None]:
 
 
 def _top_k(
-    parts: list[Partition], query: np.ndarray, k: int, start_us: int | None, end_us: int | None
+    stack: Stack, query: np.ndarray, k: int, start_us: int | None, end_us: int | None
 ) -> list[tuple[Partition, int, float]]:
     """(partition, row, cosine) of the best k rows created in [start, end], best first."""
     norm = float(np.linalg.norm(query))
     unit = query / norm if norm else query
-    candidates: list[tuple[float, int, int]] = []  # (score, partition, row)
-    for n, part in enumerate(parts):
-        rows = part.within(start_us, end_us)
-        if rows.size == 0:
-            continue
-        matrix = part.unit if rows.size == len(part.keys) else part.unit[rows]
-        scores = matrix @ unit
-        top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
-        candidates += [(float(scores[i]), n, int(rows[i])) for i in top.tolist()]
-    candidates.sort(key=lambda c: -c[0])
-    best: dict[str, tuple[Partition, int, float]] = {}
-    for score, n, row in candidates:  # a crash mid-rewrite could leave a key twice: keep its best
-        best.setdefault(parts[n].keys[row], (parts[n], row, score))
-        if len(best) == k:
-            break
-    return list(best.values())
+    keep = np.ones(len(stack.created_us), dtype=bool)
+    if start_us is not None:
+        keep &= stack.created_us >= start_us
+    if end_us is not None:
+        keep &= stack.created_us <= end_us
+    rows = np.flatnonzero(keep)
+    scores = (stack.unit if rows.size == keep.size else stack.unit[rows]) @ unit
+    wanted = min(scores.size, 2 * k)  # room for a key a crash left twice
+    while True:
+        top = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < scores.size else None
+        order = top[np.argsort(-scores[top], kind="stable")] if top is not None else None
+        order = np.argsort(-scores, kind="stable") if order is None else order
+        best: dict[str, tuple[Partition, int, float]] = {}
+        for i in order.tolist():  # a crash mid-rewrite could leave a key twice: keep its best
+            at = int(rows[i])
+            part = stack.parts[stack.part[at]]
+            best.setdefault(stack.key(at), (part, int(stack.row[at]), float(scores[i])))
+            if len(best) == k:
+                return list(best.values())
+        if wanted >= scores.size:
+            return list(best.values())
+        wanted = scores.size
 
 
 def _keyword_top_k(

@@ -302,3 +302,25 @@ def test_the_partition_cache_keeps_the_most_recently_used_within_its_bound():
     assert cache.get("a", 2) is None  # another size: another file
     cache.keep_only({"c"})
     assert cache.get("a", 1) is None and cache.bytes == part.nbytes
+
+
+def test_a_key_held_twice_is_one_hit_and_a_stack_is_reused():
+    """A crash mid-rewrite can leave a key in two files: the search keeps its best score once.
+    The same partitions searched again scan the same stack."""
+    from akasha_ray.vectors.cold_cache import Partition, PartitionCache
+
+    batch, x = _batch(30, systems=1)
+    twice = Partition.of(batch)
+    parts = [twice, Partition.of(batch.slice(0, 10)), Partition.of(batch.slice(10))]
+    cache = PartitionCache(max_bytes=1 << 30)
+    stack = cache.stack(parts)
+    assert cache.stack(parts) is stack
+    query = x[3] + 0.01
+    hits = cold_store._top_k(stack, query, 30, None, None)
+    keys = [part.keys[row] for part, row, _ in hits]
+    assert sorted(keys) == sorted(keys_of(batch)), "every key once"
+    scores = x @ (query / np.linalg.norm(query))
+    assert np.allclose([s for *_, s in hits], np.sort(scores)[::-1], atol=1e-5)
+    cache.put("a", 1, parts[1])
+    cache.drop("a")  # a partition leaves the cache: the stacks holding it go too
+    assert cache.stack(parts) is not stack
