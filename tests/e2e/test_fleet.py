@@ -3,7 +3,7 @@ scoped keys under a locust mix of ingest, search (hot, warm, cold), metrics and 
 the warm, time-series, graph and cold stores on real servers (Milvus 2.3.5, PostgreSQL 15,
 FalkorDB's Bolt, SeaweedFS S3) and one fault of every kind on a schedule: `kill -9` of a hot
 shard, the warm, timeseries, graph and migrator actors and the embedder replica, and each server
-stopped (SIGSTOP) for 6 s; the load goes on until the last fault recovered. Milvus 2.3.5
+stopped (SIGSTOP) for 10 s; the load goes on until the last fault recovered. Milvus 2.3.5
 standalone exits when its etcd session (ttl 30 s, kept alive every few seconds) lapses while it
 is frozen, and nothing here restarts it as an orchestrator would, so a 30 s stop ends that
 server for the rest of the run.
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e
 
 COMMAND = [
     *(sys.executable, "-m", "akasha_ray.bench", "fleet"),
-    *("--systems", "100", "--duration", "60", "--users", "6"),
-    *("--faults", "all", "--stop-s", "6", "--warmup", "10"),
+    *("--systems", "100", "--duration", "90", "--users", "6"),
+    *("--faults", "all", "--stop-s", "10", "--warmup", "15"),
 ]
 
 
