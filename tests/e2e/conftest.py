@@ -43,7 +43,13 @@ def akasha(ray_cluster, tmp_path_factory):
         "akasha_bin": akasha_bin,
         **ray_cluster,
     }
-    subprocess.run([akasha_bin, "down"], env=env, capture_output=True, timeout=300)
+    # Cleanup, not a check (tests/e2e/test_security_defaults.py tests `akasha down`): once, in a
+    # fresh-clone CI run, Serve's app deletion hung past 300 s here; the session's Ray cluster
+    # is shut down after this anyway.
+    try:
+        subprocess.run([akasha_bin, "down"], env=env, capture_output=True, timeout=300)
+    except subprocess.TimeoutExpired as exc:
+        print(f"akasha down did not finish in 300 s: {(exc.stderr or b'')[-2000:]!r}")
 
 
 @pytest.fixture(scope="session")
