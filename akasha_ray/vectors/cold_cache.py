@@ -28,6 +28,16 @@ STACKS_KEPT = 4
 SHOWN = ("id", "system_id", "conversation_id", "content", "metadata", "model", "model_revision")
 
 
+def created_within(created_us: np.ndarray, start_us: int | None, end_us: int | None) -> np.ndarray:
+    """Positions of the times in [start, end]."""
+    keep = np.ones(len(created_us), dtype=bool)
+    if start_us is not None:
+        keep &= created_us >= start_us
+    if end_us is not None:
+        keep &= created_us <= end_us
+    return np.flatnonzero(keep)
+
+
 @dataclass(frozen=True)
 class Partition:
     keys: list[str]
@@ -67,12 +77,7 @@ class Partition:
 
     def within(self, start_us: int | None, end_us: int | None) -> np.ndarray:
         """Row numbers created in [start, end]."""
-        keep = np.ones(len(self.keys), dtype=bool)
-        if start_us is not None:
-            keep &= self.created_us >= start_us
-        if end_us is not None:
-            keep &= self.created_us <= end_us
-        return np.flatnonzero(keep)
+        return created_within(self.created_us, start_us, end_us)
 
     def memory(self, row: int) -> dict[str, Any]:
         """Row `row` as a search hit shows it."""
@@ -95,15 +100,14 @@ class Stack:
 
     @classmethod
     def of(cls, parts: tuple[Partition, ...]) -> Stack:
+        """At least one partition (a search with none returns before stacking)."""
         sizes = [len(p.keys) for p in parts]
         return cls(
             parts=parts,
-            unit=np.concatenate([p.unit for p in parts]) if parts else np.empty((0, DIM)),
-            created_us=np.concatenate([p.created_us for p in parts]) if parts else np.empty(0),
+            unit=np.concatenate([p.unit for p in parts]),
+            created_us=np.concatenate([p.created_us for p in parts]),
             part=np.repeat(np.arange(len(parts), dtype=np.int32), sizes),
-            row=np.concatenate([np.arange(n, dtype=np.int32) for n in sizes])
-            if parts
-            else np.empty(0, np.int32),
+            row=np.concatenate([np.arange(n, dtype=np.int32) for n in sizes]),
         )
 
     def key(self, index: int) -> str:

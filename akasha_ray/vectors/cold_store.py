@@ -56,7 +56,7 @@ from akasha_ray.objects.local import LocalObjectStore
 from akasha_ray.records import SCHEMA
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
-from akasha_ray.vectors.cold_cache import Partition, PartitionCache, Stack
+from akasha_ray.vectors.cold_cache import Partition, PartitionCache, Stack, created_within
 from akasha_ray.vectors.keyword_index import top_k_across
 from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 
@@ -524,28 +524,28 @@ def _top_k(
     """(partition, row, cosine) of the best k rows created in [start, end], best first."""
     norm = float(np.linalg.norm(query))
     unit = query / norm if norm else query
-    keep = np.ones(len(stack.created_us), dtype=bool)
-    if start_us is not None:
-        keep &= stack.created_us >= start_us
-    if end_us is not None:
-        keep &= stack.created_us <= end_us
-    rows = np.flatnonzero(keep)
-    scores = (stack.unit if rows.size == keep.size else stack.unit[rows]) @ unit
-    wanted = min(scores.size, 2 * k)  # room for a key a crash left twice
-    while True:
-        top = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < scores.size else None
-        order = top[np.argsort(-scores[top], kind="stable")] if top is not None else None
-        order = np.argsort(-scores, kind="stable") if order is None else order
+    rows = created_within(stack.created_us, start_us, end_us)
+    scores = (stack.unit if rows.size == len(stack.row) else stack.unit[rows]) @ unit
+
+    def ranked(wanted: int) -> np.ndarray:
+        if wanted >= scores.size:
+            return np.argsort(-scores, kind="stable")
+        top = np.argpartition(-scores, wanted - 1)[:wanted]
+        return top[np.argsort(-scores[top], kind="stable")]
+
+    # The best 2k first: room for a key a crash mid-rewrite left twice (its best is kept); all
+    # of them only when duplicates left fewer than k.
+    for wanted in (2 * k, scores.size):
         best: dict[str, tuple[Partition, int, float]] = {}
-        for i in order.tolist():  # a crash mid-rewrite could leave a key twice: keep its best
+        for i in ranked(wanted).tolist():
             at = int(rows[i])
             part = stack.parts[stack.part[at]]
             best.setdefault(stack.key(at), (part, int(stack.row[at]), float(scores[i])))
             if len(best) == k:
-                return list(best.values())
-        if wanted >= scores.size:
-            return list(best.values())
-        wanted = scores.size
+                break
+        if len(best) == k or wanted >= scores.size:
+            break
+    return list(best.values())
 
 
 def _keyword_top_k(
