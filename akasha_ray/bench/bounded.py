@@ -82,7 +82,7 @@ def _loaded_vs_idle(idle: list[float], loaded: list[float]) -> dict[str, Any]:
 
 async def _embedder_part(args: argparse.Namespace) -> dict[str, Any]:
     from akasha_ray.embedding import Embedder
-    from serve_apps.embedder import BULK_CHUNK, embed_in_chunks
+    from serve_apps.embedder import BULK_BUDGET_CHARS, embed_in_chunks
     from serve_apps.encode_gate import QueryFirst
 
     rng = random.Random(args.seed)
@@ -112,7 +112,7 @@ async def _embedder_part(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **_loaded_vs_idle(idle, loaded),
         "bulk_texts": args.ingest,
-        "bulk_chunk": BULK_CHUNK,
+        "bulk_budget_chars": BULK_BUDGET_CHARS,
         "bulk_encode_s": round(bulk_s, 2),
         "note": "before: the bulk encode blocked the replica's loop, a query waited bulk_encode_s",
     }

@@ -40,3 +40,31 @@ def test_bad_model_path(tmp_path):
 def test_normalize_guards_zero_rows():
     out = normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert np.allclose(out[0], [0.6, 0.8]) and np.all(np.isfinite(out))
+
+
+async def test_bulk_chunks_are_length_sorted_bounded_and_keep_text_order(embedder):
+    from serve_apps.embedder import (
+        BULK_BUDGET_CHARS,
+        BULK_MAX_TEXTS,
+        TRUNCATED_CHARS,
+        bulk_chunks,
+        embed_in_chunks,
+    )
+    from serve_apps.encode_gate import QueryFirst
+
+    texts = [f"memory {n} " + "word " * (n * 37 % 300) for n in range(150)] + ["x" * 5000]
+    chunks = bulk_chunks(texts)
+    assert sorted(row for chunk in chunks for row in chunk) == list(range(len(texts)))
+    widths = [min(len(texts[row]), TRUNCATED_CHARS) for chunk in chunks for row in chunk]
+    assert widths == sorted(widths)  # shortest first: little padding
+    for chunk in chunks:
+        longest = max(min(len(texts[row]), TRUNCATED_CHARS) for row in chunk)
+        assert len(chunk) <= BULK_MAX_TEXTS
+        assert len(chunk) == 1 or len(chunk) * longest <= BULK_BUDGET_CHARS
+    assert bulk_chunks([]) == []
+    gate = QueryFirst()
+    try:
+        vectors = await embed_in_chunks(embedder, gate, texts)
+    finally:
+        gate.close()
+    assert np.allclose(vectors, embedder.embed(texts), atol=1e-5)  # row n is text n's vector
