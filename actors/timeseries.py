@@ -1,19 +1,21 @@
 """The `timeseries` actor: sole owner of the time-series store (a DuckDB file, or an asyncpg pool)
 and of the write batcher in front of it; it also runs the rollups' refresh policy on schedule.
 
-`write()` returns once the points are buffered (the API answers 202). They reach the store within
-`flush_interval_s`, or sooner when `flush_max_points` wait; `flush()` waits for that. A query
-answers with the buffered points too (read-your-writes). `shutdown()` is the clean stop: it flushes
-everything accepted, then closes the store.
+`write()` returns once the points are in the journal on disk (fsynced; `PointJournal`) and
+buffered (the API answers 202). They reach the store within `flush_interval_s`, or sooner when
+`flush_max_points` wait; `flush()` waits for that. A query answers with the buffered points too
+(read-your-writes). `shutdown()` is the clean stop: it flushes everything accepted, then closes
+the store.
 
 When the store fails (any error: down, refusing, disk full, read-only after a failover), the
 batcher keeps the points and retries with backoff; `health()` says "failing", why, since when, and
-how many points wait. What a crash can lose (the process dies, or `ray.kill`): the points accepted
-since the last successful flush, normally at most `flush_interval_s` (1 s) worth. While the store
-is failing they pile up to `max_pending_points`, after which `write()` answers 503 rather than
-accept more, so a crash in that state loses at most that many. Everything flushed is committed in
-the store. A `write` that Ray retries after a restart may be stored twice if the crash came after
-its flush and before its reply.
+how many points wait. While the store is failing they pile up to `max_pending_points`, after which
+`write()` answers 503 rather than accept more; so does a journal that cannot be written. A crash
+(the process dies, or `ray.kill`) loses nothing acknowledged: the restarted actor reads the
+journal (`journal_dir`, by default `<data_dir>/metrics-journal/` on the node it runs on) and sends
+the store what it may lack, the range that was in flight under its token, so nothing is stored
+twice. Ray does not retry a `write` after a restart (the supervisor sets no task retries): its
+caller got an error and cannot know whether the points were kept.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from akasha_ray.timeseries import (
     open_timeseries_store,
 )
 from akasha_ray.timeseries.batcher import WriteBatcher, describe_error
+from akasha_ray.timeseries.journal import PointJournal
 from akasha_ray.timeseries.pending import merge_pending
 
 ACTOR_NAME = "timeseries"
+JOURNAL_DIR = "metrics-journal"
 # /healthz waits 5 s for the whole answer: a store that does not answer is reported, not awaited.
 _STORE_HEALTH_TIMEOUT_S = 3.0
 
@@ -64,13 +68,19 @@ class TimeseriesActor:
                 store = await open_timeseries_store(
                     self._settings.timeseries, self._settings.data_dir, self._options
                 )
+                journal = PointJournal(
+                    self._options.journal_dir or self._settings.data_dir / JOURNAL_DIR
+                )
+                recovered = await asyncio.to_thread(journal.recover)
                 batcher = WriteBatcher(
                     store.write,
                     max_points=self._options.flush_max_points,
                     max_delay_s=self._options.flush_interval_s,
                     max_pending=self._options.max_pending_points,
                     close_timeout_s=self._options.shutdown_timeout_s,
+                    journal=journal,
                 )
+                batcher.restore(recovered)
                 batcher.start()
                 self._store, self._batcher = store, batcher
         assert self._batcher is not None
@@ -164,6 +174,7 @@ class TimeseriesActor:
         try:
             await store.close()
         finally:
+            batcher.close_journal()
             self._store, self._batcher = None, None
             self._stopping = False  # a later call opens the store again
         return batcher.stats()

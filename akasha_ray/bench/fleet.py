@@ -223,8 +223,7 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             rows = _rows(out / "requests.csv")
             fleet_faults.error_windows(rows, results, ended)
             acks, unknown = _jsonl(out / "acks.jsonl"), _jsonl(out / "unknown.jsonl")
-            kills = [r["injected_at"] for r in results if r["fault"] == "timeseries" and "pid" in r]
-            audit = Audit(stack.url, keys).run(acks, unknown, kills)
+            audit = Audit(stack.url, keys).run(acks, unknown)
     statuses = load_report["statuses"]
     report |= {
         "requests": load_report["requests"],

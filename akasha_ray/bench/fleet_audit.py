@@ -8,11 +8,8 @@ for over HTTP with its owner's scoped key.
 
 A call that fails (5xx, no answer) is retried; one that keeps failing counts as `unreadable`, not
 as lost. Writes whose outcome the load never learnt (no answer) are looked up too and counted as
-found or absent: either is allowed.
-
-Metric points acknowledged shortly before a `kill -9` of the timeseries actor may be lost by
-design (README, "Guarantees: metrics": held in memory, flushed within `flush_interval_s`): lost
-points acknowledged within `FLUSH_GRACE_S` before such a kill are reported apart."""
+found or absent: either is allowed. A metric point acknowledged is on disk (the timeseries actor's
+journal), so one lost to a `kill -9` of that actor is lost like any other."""
 
 from __future__ import annotations
 
@@ -27,7 +24,6 @@ import httpx
 
 METRIC = "fleet.latency_ms"
 ATTEMPTS = 5
-FLUSH_GRACE_S = 2.0  # flush_interval_s (1 s) and the flush itself
 
 
 class Unreadable(Exception):
@@ -118,31 +114,21 @@ class Audit:
             return None
         return Counter({_ms(b["bucket"]): b["count"] for b in answer.json()["buckets"]})
 
-    def points(
-        self, acked: list[dict], unknown: list[dict], timeseries_kills: list[float]
-    ) -> dict[str, Any]:
-        by_system: dict[str, list[tuple[float, float]]] = defaultdict(list)  # (stamp, acked at)
+    def points(self, acked: list[dict], unknown: list[dict]) -> dict[str, Any]:
+        by_system: dict[str, list[float]] = defaultdict(list)
         for record in acked:
-            by_system[record["system"]] += [(t, record["at"]) for t in record["timestamps"]]
+            by_system[record["system"]] += record["timestamps"]
         maybe: dict[str, Counter[int]] = defaultdict(Counter)
         for record in unknown:
             maybe[record["system"]].update(_ms(t) for t in record["timestamps"])
-        items = [(s, [t for t, _ in points]) for s, points in by_system.items()]
-        stored = self._map(self._points, items)
-        lost, lost_in_grace, unreadable, extra = 0, 0, 0, 0
+        stored = self._map(self._points, list(by_system.items()))
+        lost, unreadable, extra = 0, 0, 0
         for (system, points), found in zip(by_system.items(), stored, strict=True):
             if found is None:
                 unreadable += len(points)
                 continue
-            wanted = Counter(_ms(t) for t, _ in points)
-            for stamp, n in wanted.items():
-                missing = n - found.get(stamp, 0)
-                if missing <= 0:
-                    continue
-                at = max(a for t, a in points if _ms(t) == stamp)
-                in_grace = any(0 <= k - at <= FLUSH_GRACE_S for k in timeseries_kills)
-                lost_in_grace += missing if in_grace else 0
-                lost += 0 if in_grace else missing
+            wanted = Counter(_ms(t) for t in points)
+            lost += sum(max(0, n - found.get(stamp, 0)) for stamp, n in wanted.items())
             extra += sum(
                 max(0, n - wanted.get(s, 0) - maybe[system].get(s, 0)) for s, n in found.items()
             )
@@ -150,7 +136,6 @@ class Audit:
             "acknowledged": sum(len(p) for p in by_system.values()),
             "systems": len(by_system),
             "lost": lost,
-            "lost_within_flush_window_of_a_kill": lost_in_grace,
             "unreadable": unreadable,
             "stored_more_than_sent": extra,
         }
@@ -183,7 +168,7 @@ class Audit:
             ),
         }
 
-    def run(self, acks: list[dict], unknown: list[dict], timeseries_kills: list[float]) -> dict:
+    def run(self, acks: list[dict], unknown: list[dict]) -> dict:
         kinds: dict[str, list[dict]] = defaultdict(list)
         for record in acks:
             kinds[record["kind"]].append(record)
@@ -193,7 +178,7 @@ class Audit:
         started = time.perf_counter()
         report = {
             "memories": self.memories(kinds["memories"], maybe["memories"]),
-            "metric_points": self.points(kinds["points"], maybe["points"], timeseries_kills),
+            "metric_points": self.points(kinds["points"], maybe["points"]),
             "relationships": self.edges(kinds["edges"]),
         }
         report["lost_writes"] = sum(part["lost"] for part in report.values())

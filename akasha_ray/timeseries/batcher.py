@@ -13,11 +13,11 @@ so a write that failed after its commit (a connection lost during COMMIT) is not
 The loop that flushes is supervised: an exception in the loop itself is recorded and the loop
 starts again; a task that died is started again.
 
-What a crash can lose: the points accepted since the last successful flush, so normally at most
-`max_delay_s` worth (or `max_points`, whichever is reached first), plus a flush in progress.
-While the store fails, points pile up to `max_pending`, after which `add()` refuses new points with
-`Unavailable` (503) instead of growing without bound: a crash in that state loses up to
-`max_pending` points, which `stats()` shows as `pending`.
+What a crash can lose: with a journal (`PointJournal`, the default in the actor), nothing: `add()`
+returns once the points are on disk, and `restore()` puts back, after a restart, what the store
+may lack. Without one, the points accepted since the last successful flush (normally at most
+`max_delay_s` worth). While the store fails, points pile up to `max_pending`, after which `add()`
+refuses new points with `Unavailable` (503) instead of growing without bound.
 
 Read-your-writes: `read_with_pending()` runs a read of the store together with a copy of the points
 still buffered, taken so that no point is in both or in neither (see there).
@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from akasha_ray.errors import AkashaError, Unavailable
 from akasha_ray.timeseries.batch import PointBatch
+from akasha_ray.timeseries.journal import PointJournal, Recovered
 
 Sink = Callable[[PointBatch, str], Awaitable[int]]  # (points, the write's token)
 T = TypeVar("T")
@@ -68,20 +69,25 @@ class WriteBatcher:
         retry_delay_s: float = 0.5,
         max_retry_delay_s: float = 30.0,
         close_timeout_s: float = 10.0,
+        journal: PointJournal | None = None,
     ) -> None:
         self._sink = sink
+        self._journal = journal
         self._max_points = max_points
         self._max_delay_s = max_delay_s
         self._max_pending = max_pending
         self._retry_delay_s = retry_delay_s
         self._max_retry_delay_s = max(max_retry_delay_s, retry_delay_s)
         self._close_timeout_s = close_timeout_s
-        self._buffer: list[tuple[float, PointBatch]] = []  # (monotonic arrival, points)
+        # (monotonic arrival, points, journal seq or 0)
+        self._buffer: list[tuple[float, PointBatch, int]] = []
         self._buffered = 0
         self._retrying: tuple[int, str] | None = None  # (buffer entries, token) of a failed write
         self._wake = asyncio.Event()  # new points, or a flush/close request
         self._retry_now = asyncio.Event()  # cut a backoff short (flush(), aclose())
         self._round_done = asyncio.Event()
+        self._rounds_started = 0  # flush rounds begun, and the number of the last one ended
+        self._rounds_ended = 0
         self._flush_requested = False
         self._closing = False
         self._close_deadline = 0.0
@@ -120,21 +126,44 @@ class WriteBatcher:
             )
         if not len(batch):
             return 0
-        self._buffer.append((time.monotonic(), batch))
+        seq = 0
+        if self._journal is not None:
+            try:
+                seq = await self._journal.append(batch)
+            except OSError as exc:
+                raise Unavailable(f"the metrics journal cannot be written: {exc}") from exc
+        self._buffer.append((time.monotonic(), batch, seq))
         self._buffered += len(batch)
         if self._buffered >= self._max_points or len(self._buffer) == 1:
             self._wake.set()  # flush now, or start waiting for the first point's deadline
         return len(batch)
+
+    def restore(self, recovered: Recovered) -> None:
+        """Buffer what a journal held that the store may lack (before the first `add`): the
+        range in flight is sent again first, under its token."""
+        now = time.monotonic()
+        self._buffer = [(now, points, seq) for seq, points in recovered.entries] + self._buffer
+        self._buffered = sum(len(points) for _, points, _ in self._buffer)
+        if recovered.in_flight is not None:
+            first, last, token = recovered.in_flight
+            taken = sum(1 for seq, _ in recovered.entries if first <= seq <= last)
+            if taken:
+                self._retrying = (taken, token)
+        if self._buffered:
+            self._flush_requested = True
+            self._wake.set()
 
     async def flush(self) -> None:
         """Wait until everything buffered so far is in the store; raises if a flush fails."""
         while self._buffered:
             self._ensure_running()
             self._flush_requested = True
-            self._round_done.clear()
             self._wake.set()
             self._retry_now.set()
-            await self._round_done.wait()
+            asked = self._rounds_started
+            while self._rounds_ended <= asked and self._buffered:  # not a round begun before
+                self._round_done.clear()
+                await self._round_done.wait()
             if self._buffered and self._consecutive_failures:
                 raise Unavailable(f"metric points could not be written: {self._last_error}")
 
@@ -158,6 +187,10 @@ class WriteBatcher:
         self._closing = False
         self.start()
         raise Unavailable(f"{left} metric points could not be written yet: {error}")
+
+    def close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
 
     def stats(self) -> dict[str, Any]:
         failing = self._consecutive_failures > 0 and self._buffered > 0
@@ -188,12 +221,12 @@ class WriteBatcher:
             calls = self._sink_calls
             if calls % 2:  # a flush is running: whether it commits before our read is unknown
                 break
-            pending = [points for _, points in self._buffer]
+            pending = [points for _, points, _ in self._buffer]
             answer = await read()
             if self._sink_calls == calls:
                 return answer, pending
         async with self._sink_lock:
-            pending = [points for _, points in self._buffer]
+            pending = [points for _, points, _ in self._buffer]
             return await read(), pending
 
     # -- the flusher ----------------------------------------------------------------------------
@@ -220,6 +253,8 @@ class WriteBatcher:
                 if self._failing_since is None:
                     self._failing_since = datetime.now(UTC)
                 self._record_error(exc)
+                self._rounds_started += 1  # a failed round, for a flush() waiting on one
+                self._rounds_ended = self._rounds_started
                 self._round_done.set()
                 delay = self._backoff_s(self._loop_crashes)
                 if self._closing:
@@ -271,6 +306,14 @@ class WriteBatcher:
         return delay * random.uniform(0.5, 1.0)
 
     async def _flush_once(self) -> bool:
+        self._rounds_started += 1
+        try:
+            return await self._flush_round()
+        finally:
+            self._rounds_ended = self._rounds_started
+            self._round_done.set()
+
+    async def _flush_round(self) -> bool:
         if self._retrying is not None:  # the store may have it already: the same points, token
             taken, token = self._retrying
         else:  # at most about max_points a round, so a backlog drains in store-sized batches
@@ -278,8 +321,11 @@ class WriteBatcher:
             while taken < len(self._buffer) and (taken == 0 or count < self._max_points):
                 count += len(self._buffer[taken][1])
                 taken += 1
+            if self._journal is not None:  # on disk before the store may have it
+                await self._journal.flushing(self._buffer[0][2], self._buffer[taken - 1][2], token)
             self._retrying = (taken, token)
-        batch = PointBatch.concat([points for _, points in self._buffer[:taken]])
+        batch = PointBatch.concat([points for _, points, _ in self._buffer[:taken]])
+        last_seq = self._buffer[taken - 1][2]
         async with self._sink_lock:
             self._sink_calls += 1
             try:
@@ -290,7 +336,6 @@ class WriteBatcher:
                 if self._failing_since is None:
                     self._failing_since = datetime.now(UTC)
                 self._record_error(exc)
-                self._round_done.set()
                 return False
             finally:
                 self._sink_calls += 1
@@ -299,11 +344,15 @@ class WriteBatcher:
             del self._buffer[:taken]
             self._buffered -= len(batch)
         self._flushed += len(batch)
+        if self._journal is not None:
+            try:
+                await self._journal.flushed(last_seq)
+            except OSError as exc:  # the range would be sent again, under its token: no loss
+                self._record_error(exc)
         self._consecutive_failures = 0
         self._failing_since = None
         if not self._buffered:
             self._flush_requested = False
-        self._round_done.set()
         return True
 
     def _record_error(self, exc: BaseException) -> None:

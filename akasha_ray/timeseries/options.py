@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,6 +58,11 @@ class TimeseriesOptions(BaseModel):
         gt=0,
         le=600,
         description="How long a clean stop retries a failing store before it says what is left.",
+    )
+    journal_dir: Path | None = Field(
+        None,
+        description="Where accepted points are journaled (fsynced) before the 202: by default "
+        "<data_dir>/metrics-journal on the node the timeseries actor runs on.",
     )
     pool_min_size: int = Field(1, ge=1, description="asyncpg pool size (PostgreSQL backends).")
     pool_max_size: int = Field(

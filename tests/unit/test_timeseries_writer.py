@@ -121,9 +121,16 @@ def fill(folder: Path, leave: int = 0) -> Path:
     return filler
 
 
-async def test_a_full_disk_keeps_points_until_there_is_room(tmpfs):
-    data = tmpfs / "data"
-    actor = writer(data, flush_interval_s=0.05, max_pending_points=2_000, shutdown_timeout_s=0.2)
+async def test_a_full_disk_keeps_points_until_there_is_room(tmpfs, tmp_path):
+    # The store's disk fills up; the journal is on another one (see the test after this one).
+    data, journal = tmpfs / "data", str(tmp_path / "journal")
+    actor = writer(
+        data,
+        flush_interval_s=0.05,
+        max_pending_points=2_000,
+        shutdown_timeout_s=0.2,
+        journal_dir=journal,
+    )
     rng = random.Random(28)
     written: list[Point] = []
     try:
@@ -160,19 +167,42 @@ async def test_a_full_disk_keeps_points_until_there_is_room(tmpfs):
         await actor.shutdown()
 
     # Reopened from the file: every accepted point once, none twice.
-    reopened = writer(data)
+    reopened = writer(data, journal_dir=journal)
     try:
         await assert_matches_pandas(reopened, written, START, END, "reopened")
     finally:
         await reopened.shutdown()
 
 
-async def test_a_checkpoint_that_fails_loses_nothing_and_stores_nothing_twice(tmpfs, monkeypatch):
+async def test_a_full_journal_disk_refuses_writes_and_keeps_what_it_acknowledged(tmpfs):
+    # Store and journal on the same full disk (the default layout): no 202 without the journal.
+    data = tmpfs / "data"
+    actor = writer(data, flush_interval_s=0.05)
+    rng = random.Random(5)
+    written: list[Point] = []
+    try:
+        await write(actor, random_points(rng, 300, T0, SPAN), written)
+        filler = fill(tmpfs)
+        # Larger than the slack in the journal's last page, which a full tmpfs still has.
+        with pytest.raises(Unavailable, match="metrics journal cannot be written"):
+            await actor.write(PointBatch.from_points(random_points(rng, 5_000, T0, SPAN)))
+        await assert_matches_pandas(actor, written, START, END, "refused while full")
+        filler.unlink()
+        await write(actor, random_points(rng, 50, T0, SPAN), written)
+        await actor.flush()
+        await assert_matches_pandas(actor, written, START, END, "room again")
+    finally:
+        await actor.shutdown()
+
+
+async def test_a_checkpoint_that_fails_loses_nothing_and_stores_nothing_twice(
+    tmpfs, tmp_path, monkeypatch
+):
     # A checkpoint after every write, and room for a write's WAL but not for a checkpoint: DuckDB
     # invalidates the database after the commit succeeded. The write stands; the next one reopens.
     monkeypatch.setattr(duckdb_store, "_CHECKPOINT_WAL_BYTES", 1)
-    data = tmpfs / "data"
-    actor = writer(data, flush_interval_s=0.05)
+    data, journal = tmpfs / "data", str(tmp_path / "journal")
+    actor = writer(data, flush_interval_s=0.05, journal_dir=journal)
     rng = random.Random(64)
     written: list[Point] = []
     try:
@@ -194,7 +224,7 @@ async def test_a_checkpoint_that_fails_loses_nothing_and_stores_nothing_twice(tm
         await assert_matches_pandas(actor, written, START, END, "room again")
     finally:
         await actor.shutdown()
-    reopened = writer(data)
+    reopened = writer(data, journal_dir=journal)
     try:
         await assert_matches_pandas(reopened, written, START, END, "reopened")
     finally:
