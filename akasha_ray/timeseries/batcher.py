@@ -126,17 +126,35 @@ class WriteBatcher:
             )
         if not len(batch):
             return 0
-        seq = 0
+        seq, mark = 0, None
         if self._journal is not None:
             try:
-                seq = await self._journal.append(batch)
+                seq, mark = self._journal.append(batch)
             except OSError as exc:
                 raise Unavailable(f"the metrics journal cannot be written: {exc}") from exc
-        self._buffer.append((time.monotonic(), batch, seq))
+        # Buffered in the journal's order, before any await: a flush takes a prefix of both.
+        entry = (time.monotonic(), batch, seq)
+        self._buffer.append(entry)
         self._buffered += len(batch)
         if self._buffered >= self._max_points or len(self._buffer) == 1:
             self._wake.set()  # flush now, or start waiting for the first point's deadline
+        if self._journal is not None and mark is not None:
+            try:
+                await self._journal.durable(mark)
+            except OSError as exc:
+                self._withdraw(entry)
+                raise Unavailable(f"the metrics journal cannot be written: {exc}") from exc
         return len(batch)
+
+    def _withdraw(self, entry: tuple[float, PointBatch, int]) -> None:
+        """Take back points whose journal entry did not reach the disk, unless a flush has them
+        already (then the store may hold them: an outcome the caller's 503 leaves open)."""
+        in_flight = self._retrying[0] if self._retrying is not None else 0
+        for index in range(in_flight, len(self._buffer)):
+            if self._buffer[index] is entry:
+                del self._buffer[index]
+                self._buffered -= len(entry[1])
+                return
 
     def restore(self, recovered: Recovered) -> None:
         """Buffer what a journal held that the store may lack (before the first `add`): the

@@ -1,9 +1,10 @@
 """The metrics writer's write-ahead journal: a 202 from `POST /v1/metrics` means the points are on
 this node's disk (fsynced), not only in the `timeseries` actor's memory.
 
-Each accepted batch is appended as one framed record (length, CRC32, Arrow IPC payload) and the
-file is fsynced before `append` returns; appends that arrive while an fsync runs share the next
-one (group commit), so many small writes cost one fsync each round, not one each. Before the
+Each accepted batch is appended as one framed record (length, CRC32, Arrow IPC payload) by
+`append` (synchronous, so records are numbered in the order of the calls), and `durable` returns
+once the file is fsynced through it; appends that arrive while an fsync runs share the next one
+(group commit), so many small writes cost one fsync each round, not one each. Before the
 batcher hands a range of entries to the store it records that range with the write's token
 (`flushing`), and once the store has them, `flushed`. After a crash, `recover` returns what the
 store may lack: the range in flight with its token (the store skips a token it holds, so a range
@@ -33,6 +34,7 @@ _ENTRY, _FLUSHING, _FLUSHED = b"E", b"F", b"D"
 _SEQ = struct.Struct("<Q")
 _RANGE = struct.Struct("<QQ")
 SEGMENT_BYTES = 16 * 1024 * 1024
+Mark = tuple[int, int]  # (segment number, bytes written to it)
 
 
 @dataclass
@@ -104,15 +106,24 @@ class PointJournal:
 
     # -- appends ---------------------------------------------------------------------------------
 
-    async def append(self, batch: PointBatch) -> int:
-        """Write the batch and return its sequence number once it is on disk."""
+    def append(self, batch: PointBatch) -> tuple[int, Mark]:
+        """Write the batch (not yet durable: see `durable`); returns its sequence number and
+        the mark to pass to `durable`. Sequence numbers follow the calls' order."""
         seq = self._next_seq
-        self._next_seq += 1
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.table.schema) as writer:
             writer.write_table(batch.table)
-        await self._write(_ENTRY + _SEQ.pack(seq) + sink.getvalue().to_pybytes(), seq=seq)
-        return seq
+        self._append(_frame(_ENTRY + _SEQ.pack(seq) + sink.getvalue().to_pybytes()))
+        self._next_seq += 1
+        number, highest = self._segments[-1]
+        self._segments[-1] = (number, max(highest, seq))
+        return seq, (self._segment, self._written)
+
+    async def durable(self, mark: Mark) -> None:
+        """Return once everything appended up to `mark` is on disk."""
+        segment, offset = mark
+        await self._sync_through(segment, offset)
+        await self._roll_over_if_full()
 
     async def flushing(self, first: int, last: int, token: str) -> None:
         """The entries first..last go to the store under `token` (on disk before they go)."""
@@ -135,12 +146,11 @@ class PointJournal:
             os.close(self._fd)
             self._fd = -1
 
-    async def _write(self, body: bytes, seq: int | None = None) -> None:
+    async def _write(self, body: bytes) -> None:
         self._append(_frame(body))
-        if seq is not None:
-            number, highest = self._segments[-1]
-            self._segments[-1] = (number, max(highest, seq))
-        await self._sync_through(self._segment, self._written)
+        await self.durable((self._segment, self._written))
+
+    async def _roll_over_if_full(self) -> None:
         if self._written >= self.segment_bytes:
             await self._sync_through(self._segment, self._written)  # all of it, then a new one
             if self._syncing is None and self._synced >= self._written:

@@ -32,11 +32,17 @@ def batches(seed: int, count: int, size: int = 20) -> list[PointBatch]:
     return [PointBatch.from_points(random_points(rng, size, T0, SPAN)) for _ in range(count)]
 
 
+async def put(journal: PointJournal, batch: PointBatch) -> int:
+    seq, mark = journal.append(batch)
+    await journal.durable(mark)
+    return seq
+
+
 async def test_recovery_returns_the_range_in_flight_with_its_token_and_what_follows(tmp_path):
     journal = PointJournal(tmp_path)
     assert journal.recover().entries == []
     sent = batches(1, 5)
-    seqs = [await journal.append(b) for b in sent]
+    seqs = [await put(journal, b) for b in sent]
     assert seqs == [1, 2, 3, 4, 5]
     await journal.flushing(1, 2, "t-one")
     await journal.flushed(2)
@@ -54,7 +60,7 @@ async def test_a_torn_append_is_cut_off_and_appends_go_on(tmp_path):
     journal.recover()
     sent = batches(2, 3)
     for b in sent:
-        await journal.append(b)
+        await put(journal, b)
     journal.close()
     segment = sorted(tmp_path.glob("*.wal"))[-1]
     whole = segment.stat().st_size
@@ -64,7 +70,7 @@ async def test_a_torn_append_is_cut_off_and_appends_go_on(tmp_path):
     reopened = PointJournal(tmp_path)
     assert [seq for seq, _ in reopened.recover().entries] == [1, 2, 3]
     assert segment.stat().st_size == whole
-    assert await reopened.append(sent[0]) == 4
+    assert await put(reopened, sent[0]) == 4
     reopened.close()
     assert [seq for seq, _ in PointJournal(tmp_path).recover().entries] == [1, 2, 3, 4]
 
@@ -73,8 +79,8 @@ async def test_segments_roll_over_and_go_once_flushed(tmp_path):
     journal = PointJournal(tmp_path, segment_bytes=4096)
     journal.recover()
     sent = batches(3, 40)
-    seqs = await asyncio.gather(*(journal.append(b) for b in sent[:20]))  # share fsyncs
-    seqs += [await journal.append(b) for b in sent[20:]]
+    seqs = await asyncio.gather(*(put(journal, b) for b in sent[:20]))  # share fsyncs
+    seqs += [await put(journal, b) for b in sent[20:]]
     assert sorted(seqs) == list(range(1, 41))
     before = len(list(tmp_path.glob("*.wal")))
     assert before > 3
@@ -97,7 +103,7 @@ async def test_a_range_committed_before_the_crash_is_not_stored_twice(tmp_path):
     journal.recover()
     sent = batches(4, 6)
     for b in sent:
-        await journal.append(b)
+        await put(journal, b)
     await journal.flushing(1, 4, "in-flight")
     await store.write(PointBatch.concat(sent[:4]), "in-flight")
     journal.close()
