@@ -71,7 +71,11 @@ class TimeseriesActor:
                 journal = PointJournal(
                     self._options.journal_dir or self._settings.data_dir / JOURNAL_DIR
                 )
-                recovered = await asyncio.to_thread(journal.recover)
+                try:
+                    recovered = await asyncio.to_thread(journal.recover)
+                except OSError as exc:  # unreadable: say so (503), never guess what it held
+                    await store.close()
+                    raise Unavailable(f"the metrics journal cannot be read: {exc}") from exc
                 batcher = WriteBatcher(
                     store.write,
                     max_points=self._options.flush_max_points,

@@ -15,8 +15,11 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from actors.timeseries import JOURNAL_DIR, TimeseriesActor
 from akasha_ray import config
+from akasha_ray.errors import Unavailable
 from akasha_ray.timeseries import Point, PointBatch, TimeseriesOptions, duckdb_path
 from akasha_ray.timeseries.batcher import WriteBatcher
 from akasha_ray.timeseries.duckdb_store import DuckDBStore
@@ -204,3 +207,17 @@ async def test_every_acknowledged_point_survives_kill_9_once(tmp_path):
         assert keys & extra in (keys, Counter()), "a batch was stored in part"
         extra -= keys
     assert not extra, f"{sum(extra.values())} points were stored that no one wrote"
+
+
+async def test_a_damaged_journal_is_a_503_naming_it(tmp_path):
+    journal = PointJournal(tmp_path / "data" / JOURNAL_DIR, segment_bytes=1)  # a segment each
+    journal.recover()
+    for b in batches(6, 3):
+        await put(journal, b)
+    journal.close()
+    first = sorted((tmp_path / "data" / JOURNAL_DIR).glob("*.wal"))[0]
+    first.write_bytes(first.read_bytes()[:-5])  # an older segment cut short: not a torn append
+    settings = config.load(data_dir=tmp_path / "data", namespace="test-journal")
+    actor = TimeseriesActor(config.to_dict(settings), {})
+    with pytest.raises(Unavailable, match="metrics journal cannot be read"):
+        await actor.write(batches(7, 1)[0])
