@@ -167,9 +167,11 @@ async def test_every_acknowledged_point_survives_kill_9_once(tmp_path):
                 stdout=said_file,
                 stderr=errors,
             )
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and writer.poll() is None:
-                if said_path.read_text().count("A\n") >= 20 + 15 * round_:
+            # A few acknowledged writes a round are enough to prove the point; the fsyncs they
+            # wait for took seconds once on a busy CI disk (17 writes in 120 s).
+            started = time.monotonic()
+            while time.monotonic() < started + 240 and writer.poll() is None:
+                if said_path.read_text().count("A\n") >= 5 + 5 * round_:
                     break
                 time.sleep(0.01)
             time.sleep(random.Random(round_).uniform(0.0, 0.3))
@@ -179,7 +181,8 @@ async def test_every_acknowledged_point_survives_kill_9_once(tmp_path):
         lines = said_path.read_text().splitlines(keepends=True)
         stderr = (tmp_path / "stderr.txt").read_text()[-3000:]
         assert writer.returncode == -signal.SIGKILL, stderr
-        assert lines.count("A\n") >= 20, stderr
+        acks = lines.count("A\n")
+        assert acks >= 3, f"{acks} acknowledged in {time.monotonic() - started:.0f} s\n{stderr}"
         said = None
         for line in lines:
             if line.startswith("W ") and line.endswith("\n"):
