@@ -34,6 +34,7 @@ from pathlib import Path
 
 PROXY_PORT = 19530  # inside the namespace, which is private to one server: fixed ports are safe
 VERSION = "2.3.5"
+SESSION_TTL_S = 120
 
 
 class ServerError(RuntimeError):
@@ -135,6 +136,9 @@ def milvus_server(timeout_s: float = 90.0) -> Iterator[MilvusServer]:
                     [
                         *("ip", "netns", "exec", namespace, sys.executable, server_bin),
                         *("--data", str(workdir), "--proxy-port", str(PROXY_PORT)),
+                        # Its etcd session lease (30 s by default) outlives a frozen server:
+                        # with 30 s, Milvus exits on waking from a 30 s SIGSTOP (lease lost).
+                        *("--extra-config", f"common.session.ttl={SESSION_TTL_S}"),
                     ],
                     stdout=out,
                     stderr=subprocess.STDOUT,
