@@ -18,6 +18,7 @@ BENCHMARKS = {
     "ship": "akasha_ray.bench.ship",
     "fleet": "akasha_ray.bench.fleet",
     "dr": "akasha_ray.bench.dr",
+    "clients": "akasha_ray.bench.clients",
 }
 
 

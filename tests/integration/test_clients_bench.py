@@ -1,0 +1,34 @@
+"""`python -m akasha_ray.bench clients` at a tiny size: it completes (its own local Ray cluster,
+in a subprocess), every level answers both kinds of request, and nothing but a 2xx or a 503
+refusal comes back. No figure is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_clients_bench_reports_each_level():
+    tiny = "--levels 1,3 --seconds 4 --preload 100 --warmup 0 --systems 10"
+    run = subprocess.run(
+        [sys.executable, "-m", "akasha_ray.bench", "clients", *tiny.split()],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["benchmark"] == "clients" and report["machine"]["cpus"]
+    assert [level["clients"] for level in report["levels"]] == [1, 3]
+    for level in report["levels"]:
+        assert level["answered_per_s"] > 0
+        assert set(level["statuses"]) <= {"200", "201", "503"}, level["statuses"]
+        assert level["search"]["runs"] > 0
+    best = max(level["answered_per_s"] for level in report["levels"])
+    assert report["best_answered_per_s"] == best
+    assert report["collapse_ratio"] == round(report["levels"][-1]["answered_per_s"] / best, 3)
