@@ -1,8 +1,8 @@
 """Decoded cold partitions kept in memory, so a repeated cold search reads no file.
 
-A cold data file is one system's memories of one UTC day. Decoded once, it is kept as unit
-vectors, creation times, keys and the columns a hit shows, under its object key and size: a
-file rewritten by a delete is dropped by its writer (the cold owner), and one rewritten by
+A cold data file holds one system's memories of one UTC month at most. Decoded once, it is kept
+as unit vectors, creation times, keys and the columns a hit shows, under its object key and size:
+a file rewritten by a delete is dropped by its writer (the cold owner), and one rewritten by
 anyone else comes back with another size or is dropped when the listing no longer shows it.
 Least recently used partitions go first once `max_bytes` is reached.
 """
@@ -90,7 +90,7 @@ class Partition:
 @dataclass(frozen=True)
 class Stack:
     """The rows of several partitions as one matrix: a search scans it in one product instead
-    of a loop over hundreds of day files."""
+    of a loop over hundreds of files."""
 
     parts: tuple[Partition, ...]
     unit: np.ndarray  # float32 (rows, DIM)

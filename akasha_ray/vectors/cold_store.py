@@ -1,12 +1,16 @@
 """The cold tier: memories as Parquet files in the objects seam (a local folder or an S3 bucket).
 
 Layout under the `cold/` prefix:
-- `cold/day=2026-01-31/system=<id>/<uuid7>.parquet`: the memories (records.SCHEMA) of one UTC day
-  and one system (its id percent-encoded), sorted by created_at. A search reads only the files whose
-  day and system partitions match its filters and ranks their rows by exact cosine (or BM25) in
-  numpy. Files are decoded once and kept in memory (`cold_cache.py`, bounded by
-  `tiers.cold_cache_mb`), and the listing of files is kept LISTING_TTL_S (this owner's own
-  writes refresh it at once), so a repeated search of a system's archive reads nothing.
+- `cold/day=2026-01-03/system=<id>/<uuid7>.until-2026-01-31.parquet`: the memories
+  (records.SCHEMA) one write stored for one system (its id percent-encoded) within one UTC month,
+  sorted by created_at; the first day of their creation names the folder, the last the file
+  (`<uuid7>.parquet` when both are that day). A month per file, not a day: a batch of 500
+  memories spread over 400 days writes some 14 files, not 400, and a search has that many fewer
+  to read. A search reads only the files whose days overlap its range and whose system matches
+  its filters, and ranks their rows by exact cosine (or BM25) in numpy. Files are decoded once
+  and kept in memory (`cold_cache.py`, bounded by `tiers.cold_cache_mb`), and the listing of
+  files is kept LISTING_TTL_S (this owner's own writes refresh it at once), so a repeated search
+  of a system's archive reads nothing.
 - `cold/_keys/<uuid7>.parquet`: (key, file) hints naming the data file each memory key
   (`<system_id>/<id>`, see `akasha_ray.identity`) went to, written before the data files, so that
   `get`, `fetch`, `delete`, `existing` and the idempotency check read only the files that may hold
@@ -15,7 +19,7 @@ Layout under the `cold/` prefix:
   Hint files are merged once there are more than HINT_FILES_MAX of them. (Hints of earlier
   versions, keyed by id alone, were under `cold/_index/` and are not read.)
 
-A memory's partition follows from its created_at and system_id, and a data file is replaced whole
+A memory's folder follows from the rows written with it, and a data file is replaced whole
 (atomically, by the seam's contract) when a delete removes rows from it, even when that leaves it
 empty, so a file a reader has listed is still there to open. One writer at a time: the
 owner (one actor or job) holds this store; any number of readers may search.
@@ -37,7 +41,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import duckdb
@@ -66,6 +70,7 @@ FETCH_CONCURRENCY = 16
 LISTING_TTL_S = 30.0  # how stale a listing may be for a write by another process to show
 DEFAULT_CACHE_BYTES = 256 * 2**20
 HINTS = "_keys"
+UNTIL = ".until-"  # in a data file's name: the last day of its rows
 _ROW_SQL = (
     "SELECT id, system_id, conversation_id, content, epoch_us(created_at) AS created_us, "
     "metadata, model, model_revision"
@@ -193,7 +198,7 @@ class ColdStore:
             return []
         last = _utc_date(cutoff)
         infos = await self.objects.list_objects(f"{self.prefix}/day=")
-        files = [i.key for i in infos if (parsed := _data(i.key)) is not None and parsed[0] <= last]
+        files = [i.key for i in infos if (data := _data(i.key)) is not None and data.first <= last]
         if not files:
             return []
         async with self._readable(files) as paths:
@@ -318,7 +323,11 @@ class ColdStore:
 
     async def _load_summary(self, key: str, infos: list[Any]) -> Entry:
         part = None if key == ALL else _system_part(key)
-        files = [i.key for i in infos if (p := _data(i.key)) is not None and part in (None, p[1])]
+        files = [
+            i.key
+            for i in infos
+            if (data := _data(i.key)) is not None and part in (None, data.system)
+        ]
         if not files:
             return Entry(0, None, None)
         async with self._readable(files) as paths:
@@ -361,8 +370,8 @@ class ColdStore:
             for key, file in zip(
                 hits.column("key").to_pylist(), hits.column("file").to_pylist(), strict=True
             ):
-                parsed = _data(file)
-                if parsed is not None and parsed[1] == systems[key]:
+                data = _data(file)
+                if data is not None and data.system == systems[key]:
                     found[key].add(file)
         return found
 
@@ -400,10 +409,12 @@ class ColdStore:
         systems = None if system_ids is None else {_system_part(s) for s in system_ids}
         found = []
         for info in await self._data_files():
-            day, system = _data(info.key)
-            if (first is not None and day < first) or (last is not None and day > last):
+            data = _data(info.key)
+            if (first is not None and data.last < first) or (
+                last is not None and data.first > last
+            ):
                 continue
-            if systems is not None and system not in systems:
+            if systems is not None and data.system not in systems:
                 continue
             found.append(info)
         return found
@@ -441,16 +452,18 @@ class ColdStore:
 
 
 def _partition(batch: pa.Table, prefix: str) -> list[tuple[str, pa.Table]]:
-    """One (key, rows sorted by created_at) per UTC day and system in the batch."""
+    """One (key, rows sorted by created_at) per UTC month and system in the batch."""
     days = pc.strftime(batch.column("created_at"), format="%Y-%m-%d", locale="C").to_pylist()
     systems = batch.column("system_id").to_pylist()
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for row, group in enumerate(zip(days, systems, strict=True)):
-        groups[group].append(row)
+    for row, (day, system) in enumerate(zip(days, systems, strict=True)):
+        groups[(day[:7], system)].append(row)
     files = []
-    for (day, system), rows in sorted(groups.items()):
+    for (_, system), rows in sorted(groups.items()):
+        first, last = min(days[r] for r in rows), max(days[r] for r in rows)
+        name = new_id() if first == last else f"{new_id()}{UNTIL}{last}"
         part = batch.take(pa.array(rows)).sort_by("created_at")
-        files.append((f"{prefix}/day={day}/system={_system_part(system)}/{new_id()}.parquet", part))
+        files.append((f"{prefix}/day={first}/system={_system_part(system)}/{name}.parquet", part))
     return files
 
 
@@ -469,18 +482,26 @@ def _system_part(system_id: str) -> str:
     return quote(system_id, safe="")
 
 
-def _data(key: str) -> tuple[date, str] | None:
-    """(day, encoded system) of a data file's key; None for anything else."""
+class DataFile(NamedTuple):
+    first: date  # the days of its rows' creation, at most
+    last: date
+    system: str  # percent-encoded
+
+
+def _data(key: str) -> DataFile | None:
+    """What a data file's key says of it; None for any other key."""
     parts = key.split("/")
     if len(parts) != 4 or not parts[3].endswith(".parquet"):
         return None
-    day, system = parts[1], parts[2]
+    day, system, name = parts[1], parts[2], parts[3].removesuffix(".parquet")
     if not day.startswith("day=") or not system.startswith("system="):
         return None
     try:
-        return date.fromisoformat(day[4:]), system[7:]
+        first = date.fromisoformat(day[4:])
+        last = date.fromisoformat(name.split(UNTIL, 1)[1]) if UNTIL in name else first
     except ValueError:
         return None
+    return DataFile(first, last, system[7:])
 
 
 def _utc_date(moment: datetime) -> date:

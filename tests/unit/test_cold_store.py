@@ -52,21 +52,34 @@ def _data_keys(store):
     )
 
 
-async def test_layout_is_partitioned_by_day_and_system(store):
-    batch, _ = _batch(12)
+def _days_named(key: str) -> tuple[str, str]:
+    """The first and last day a data file's key names (cold/day=F/system=S/<id>[.until-L])."""
+    first = key.split("/")[1].removeprefix("day=")
+    name = key.rsplit("/", 1)[1].removesuffix(".parquet")
+    return first, name.split(".until-")[1] if ".until-" in name else first
+
+
+async def test_layout_is_a_file_per_system_and_month_named_by_its_days(store):
+    batch, _ = _batch(40, hours=24)  # one memory a day, 2025-12-23 to 2026-01-31
     assert isinstance(store, VectorStore)
     assert await store.insert(batch) == keys_of(batch)
     keys = _data_keys(store)
-    assert keys and all(k.startswith("cold/day=") for k in keys)
-    assert "cold/day=2026-01-31/system=sys%3A0%40x" in {k.rsplit("/", 1)[0] for k in keys}
-    for key in keys:  # each file: one day, one system, sorted by time, in records.SCHEMA
+    assert len(keys) == 8  # 4 systems, 2 months
+    assert all(k.startswith("cold/day=") for k in keys)
+    assert "cold/day=2026-01-01/system=sys%3A2%40x" in {k.rsplit("/", 1)[0] for k in keys}
+    for key in keys:  # each file: one system, one month, sorted by time, in records.SCHEMA
         table = pq.read_table(store.objects.root / key)
         assert table.schema.equals(SCHEMA)
         assert len(set(table.column("system_id").to_pylist())) == 1
-        days = {t.date().isoformat() for t in table.column("created_at").to_pylist()}
-        assert days == {key.split("/")[1].removeprefix("day=")}
+        days = sorted(t.date().isoformat() for t in table.column("created_at").to_pylist())
+        assert (days[0], days[-1]) == _days_named(key)
+        assert len({day[:7] for day in days}) == 1
         times = table.column("created_at").to_pylist()
         assert times == sorted(times)
+    one_day, _ = _batch(3, seed=1, systems=1, hours=1, tag="same day")
+    await store.insert(one_day)
+    names = [k.rsplit("/", 1)[1] for k in _data_keys(store) if "sys%3A0" in k]
+    assert sum(".until-" not in n for n in names) == 1  # a file of one day names it once
 
 
 async def test_search_is_exact_with_filters(store):
@@ -93,14 +106,17 @@ async def test_search_is_exact_with_filters(store):
     assert await store.search(q, 0) == []
 
 
-async def test_search_reads_only_matching_partitions(store):
-    batch, x = _batch(40, hours=24)  # one memory a day
+async def test_search_reads_only_files_whose_days_overlap_the_range(store):
+    batch, x = _batch(90, hours=24)  # one memory a day, over three months
     await store.insert(batch)
-    # Spoil every file outside 2026-01-20..2026-01-25: a search that opened one would fail.
+    # Spoil every file that holds nothing of 2026-01-20..2026-01-25: opening one would fail.
+    spoiled = 0
     for key in _data_keys(store):
-        day = key.split("/")[1].removeprefix("day=")
-        if not "2026-01-20" <= day <= "2026-01-25":
+        first, last = _days_named(key)
+        if last < "2026-01-20" or first > "2026-01-25":
             (store.objects.root / key).write_bytes(b"not parquet")
+            spoiled += 1
+    assert spoiled == 8  # the files of November and December
     start = datetime(2026, 1, 20, tzinfo=UTC)
     end = datetime(2026, 1, 25, 23, 59, tzinfo=UTC)
     hits = await store.search(x[8], 3, None, start, end)
