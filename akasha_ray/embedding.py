@@ -94,10 +94,13 @@ class Embedder:
 
     @cached_property
     def revision(self) -> str:
-        """The weights hash, plus the backend unless torch: vectors of different backends are
-        never taken for the same model's (e.g. `3f2a...+onnx-int8`)."""
-        suffix = "" if self.config.backend == "torch" else f"+{self.config.backend}"
-        return self.weights_revision + suffix
+        """The weights hash, plus the backend and its export recipe unless torch: vectors of
+        different encoders are never taken for the same model's (e.g. `3f2a...+onnx-int8.v2`)."""
+        if self.config.backend == "torch":
+            return self.weights_revision
+        from akasha_ray.embedding_onnx import EXPORT_RECIPE
+
+        return f"{self.weights_revision}+{self.config.backend}.{EXPORT_RECIPE}"
 
     @property
     def model_name(self) -> str:

@@ -5,7 +5,7 @@ import pytest
 
 from akasha_ray import embedding_onnx
 from akasha_ray.config import EmbeddingConfig
-from akasha_ray.embedding import Embedder
+from akasha_ray.embedding import Embedder, bundled_model_path
 from akasha_ray.errors import ConfigError
 
 SENTENCES = [
@@ -81,8 +81,28 @@ def test_onnx_one_by_one_equals_batched(cache):
 
 def test_int8_agreement(cache, torch_vectors):
     cosines = np.sum(onnx_embedder(cache, "onnx-int8").embed(SENTENCES) * torch_vectors, axis=1)
-    # Measured on 2,760 conversation turns: mean 0.992, min 0.983 (see README).
-    assert cosines.mean() >= 0.985 and cosines.min() >= 0.95, (cosines.mean(), cosines.min())
+    # Measured on 2,760 conversation turns: mean 0.996, min 0.991 (see README); here mean 0.995,
+    # and min 0.967 on "Thanks!": three tokens do not average the int8 noise out.
+    assert cosines.mean() >= 0.993 and cosines.min() >= 0.96, (cosines.mean(), cosines.min())
+
+
+def test_per_token_scaling_is_exact_in_float(cache, tmp_path):
+    import onnx
+
+    onnx_embedder(cache).embed(["export"])
+    (fp32,) = cache.glob("*/model.onnx")
+    model = onnx.load(str(fp32))
+    embedding_onnx._per_token_scaled(model, range(6))
+    scaled = tmp_path / "scaled.onnx"
+    onnx.save(model, str(scaled))
+    encoders = [
+        embedding_onnx.OnnxEncoder(bundled_model_path(), path, threads=1, batch_size=8)
+        for path in (fp32, scaled)
+    ]
+    plain, rescaled = (encoder.encode(SENTENCES) for encoder in encoders)
+    assert np.allclose(plain, rescaled, atol=1e-5)
+    with pytest.raises(RuntimeError, match="lacks the MatMuls"):
+        embedding_onnx._per_token_scaled(onnx.load(str(fp32)), range(7))
 
 
 def test_revision_names_the_backend(cache):
@@ -90,8 +110,8 @@ def test_revision_names_the_backend(cache):
     onnx_revision = onnx_embedder(cache).revision
     int8_revision = onnx_embedder(cache, "onnx-int8").revision
     assert len(torch_revision) == 16
-    assert onnx_revision == f"{torch_revision}+onnx"
-    assert int8_revision == f"{torch_revision}+onnx-int8"
+    assert onnx_revision == f"{torch_revision}+onnx.{embedding_onnx.EXPORT_RECIPE}"
+    assert int8_revision == f"{torch_revision}+onnx-int8.{embedding_onnx.EXPORT_RECIPE}"
 
 
 def test_export_is_reused_on_a_second_start(cache, monkeypatch):
