@@ -171,17 +171,22 @@ class PointJournal:
         self._written += len(frame)
 
     async def _sync_through(self, segment: int, offset: int) -> None:
+        # Concurrent callers share one fdatasync at a time. The sync task itself records what
+        # it made durable and clears `_syncing` before it completes: when the caller that
+        # started it did that after its await, a caller woken first found the finished future
+        # still there, awaited it without yielding and spun forever (the actor stopped
+        # answering under the 10,000-system fleet load).
         while self._segment == segment and self._synced < offset:
             if self._syncing is None:
-                upto, fd = self._written, self._fd
-                self._syncing = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd))
-                try:
-                    await asyncio.shield(self._syncing)
-                    self._synced = max(self._synced, upto)
-                finally:
-                    self._syncing = None
-            else:
-                await asyncio.shield(self._syncing)
+                self._syncing = asyncio.ensure_future(self._sync(self._written, self._fd))
+            await asyncio.shield(self._syncing)
+
+    async def _sync(self, upto: int, fd: int) -> None:
+        try:
+            await asyncio.to_thread(os.fdatasync, fd)
+            self._synced = max(self._synced, upto)
+        finally:
+            self._syncing = None
 
     def _open_segment(self) -> None:
         path = self._path(self._segment)

@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -56,6 +57,35 @@ async def test_recovery_returns_the_range_in_flight_with_its_token_and_what_foll
     assert again.in_flight == (3, 4, "t-two")
     assert [seq for seq, _ in again.entries] == [3, 4, 5]
     assert [b.table for _, b in again.entries] == [b.table for b in sent[2:]]
+
+
+def test_many_concurrent_writers_share_fsyncs_and_all_return(tmp_path):
+    """Writers that come while a shared fdatasync finishes wait for the next one. (The sync
+    once stayed installed after it finished until its starter resumed; a writer coming in
+    between awaited the finished future without yielding and spun forever: the event loop,
+    here in a thread of its own so that a spin fails the test instead of hanging it.)"""
+    journal = PointJournal(tmp_path, segment_bytes=64 * 1024)  # roll-overs on the way, too
+    journal.recover()
+    sent = batches(seed=5, count=8, size=5)
+
+    async def writer(n: int) -> list[int]:
+        seqs = []
+        for i in range(15):
+            seqs.append(await put(journal, sent[(n + i) % len(sent)]))
+            await asyncio.sleep(random.Random(n * 100 + i).choice([0, 0, 0.001]))
+        return seqs
+
+    async def all_writers() -> list[int]:
+        return [seq for seqs in await asyncio.gather(*map(writer, range(40))) for seq in seqs]
+
+    done: list = []
+    thread = threading.Thread(target=lambda: done.append(asyncio.run(all_writers())), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert done, "the writers did not all return within 60 s (an event loop that spins)"
+    assert sorted(done[0]) == list(range(1, 601))
+    journal.close()
+    assert [seq for seq, _ in PointJournal(tmp_path).recover().entries] == list(range(1, 601))
 
 
 async def test_a_torn_append_is_cut_off_and_appends_go_on(tmp_path):
