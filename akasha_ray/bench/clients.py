@@ -134,9 +134,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--preload", type=int, default=2000, help="memories before the levels")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds at 4 clients first")
     args = parser.parse_args(argv)
-    levels = [int(n) for n in args.levels.split(",")]
-    if not levels or min(levels) < 1:
-        parser.error("--levels: a list of positive client counts")
+    levels = [int(n) for n in args.levels.split(",") if n.strip().isdigit()]
+    if len(levels) != len(args.levels.split(",")) or min(levels, default=0) < 1:
+        parser.error(
+            f"--levels: a comma-separated list of positive client counts, not {args.levels!r}"
+        )
 
     texts = conversation_texts(DATASET, 100_000)
     with tempfile.TemporaryDirectory(prefix="akasha-bench-clients-") as folder:
