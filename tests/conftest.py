@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -20,6 +22,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_bench(name: str, *args: str, timeout: float = 600) -> dict:
+    """`python -m akasha_ray.bench <name> <args>` in a subprocess; its JSON report (the run
+    must succeed: its stderr's tail is the failure message)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "akasha_ray.bench", name, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from akasha_ray.bench.encode import DATASET, conversation_texts
+from akasha_ray.bench.encode import DATASET, conversation_texts, free_port
 from akasha_ray.bench.served import served_akasha
 from akasha_ray.bench.stats import machine, ratio, summarize
 
@@ -141,29 +140,26 @@ def main(argv: list[str]) -> int:
         )
 
     texts = conversation_texts(DATASET, 100_000)
-    with tempfile.TemporaryDirectory(prefix="akasha-bench-clients-") as folder:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        with served_akasha(Path(folder) / "data", port=port) as http:
-            preload(http, texts, args.systems, args.preload)
-            url, headers = str(http.base_url), {"Authorization": http.headers["Authorization"]}
+    with (
+        tempfile.TemporaryDirectory(prefix="akasha-bench-clients-") as folder,
+        served_akasha(Path(folder) / "data", port=free_port()) as http,
+    ):
+        preload(http, texts, args.systems, args.preload)
+        url, headers = str(http.base_url), {"Authorization": http.headers["Authorization"]}
 
-            def mix_of(level: int):
-                return lambda n: Mix(texts, args.systems, seed=level * 100_000 + n)
+        def mix_of(level: int):
+            return lambda n: Mix(texts, args.systems, seed=level * 100_000 + n)
 
-            if args.warmup > 0:
-                asyncio.run(run_level(url, headers, 4, args.warmup, mix_of(0)))
-            results = []
-            for clients in levels:
-                result = asyncio.run(
-                    run_level(url, headers, clients, args.seconds, mix_of(clients))
-                )
-                log(
-                    f"{clients} clients: {result['answered_per_s']} answered/s, "
-                    f"statuses {result['statuses']}"
-                )
-                results.append(result)
+        if args.warmup > 0:
+            asyncio.run(run_level(url, headers, 4, args.warmup, mix_of(0)))
+        results = []
+        for clients in levels:
+            result = asyncio.run(run_level(url, headers, clients, args.seconds, mix_of(clients)))
+            log(
+                f"{clients} clients: {result['answered_per_s']} answered/s, "
+                f"statuses {result['statuses']}"
+            )
+            results.append(result)
     best = max(r["answered_per_s"] for r in results)
     report = {
         "benchmark": "clients",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from akasha_ray.bench.encode import DATASET, conversation_texts
+from akasha_ray.bench.encode import DATASET, conversation_texts, free_port
 from akasha_ray.bench.served import served_akasha
 from akasha_ray.bench.stats import machine, ratio, summarize
 
@@ -115,26 +114,25 @@ def main(argv: list[str]) -> int:
     log(f"plain encode of {len(contents)} texts (the peer)")
     encode_s = plain_encode(contents)
 
-    with tempfile.TemporaryDirectory(prefix="akasha-bench-cold-") as folder:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        with served_akasha(Path(folder) / "data", port=port) as http:
-            log(f"backfill of {len(mine)} memories into cold over HTTP")
-            backfill_s = backfill(http, mine)
-            backfill(http, archives[SYSTEMS[1]])
-            tiers = http.get("/v1/tiers").json()
-            rng = np.random.default_rng(0)
-            asked = rng.choice(len(mine), args.searches, replace=len(mine) < args.searches)
-            from akasha_ray.embedding import Embedder
+    with (
+        tempfile.TemporaryDirectory(prefix="akasha-bench-cold-") as folder,
+        served_akasha(Path(folder) / "data", port=free_port()) as http,
+    ):
+        log(f"backfill of {len(mine)} memories into cold over HTTP")
+        backfill_s = backfill(http, mine)
+        backfill(http, archives[SYSTEMS[1]])
+        tiers = http.get("/v1/tiers").json()
+        rng = np.random.default_rng(0)
+        asked = rng.choice(len(mine), args.searches, replace=len(mine) < args.searches)
+        from akasha_ray.embedding import Embedder
 
-            queries = Embedder().embed([contents[i] for i in asked])
-            base = {"system_ids": [SYSTEMS[0]], "include_cold": True, "limit": args.limit}
-            by_vector = [{**base, "vector": q.tolist(), "mode": "vector"} for q in queries]
-            by_text = [{**base, "query": contents[i]} for i in asked]
-            log(f"{args.searches} searches by vector, then by text, over HTTP")
-            vector_http, vector_answers = search_times(http, by_vector)
-            text_http, _ = search_times(http, by_text)
+        queries = Embedder().embed([contents[i] for i in asked])
+        base = {"system_ids": [SYSTEMS[0]], "include_cold": True, "limit": args.limit}
+        by_vector = [{**base, "vector": q.tolist(), "mode": "vector"} for q in queries]
+        by_text = [{**base, "query": contents[i]} for i in asked]
+        log(f"{args.searches} searches by vector, then by text, over HTTP")
+        vector_http, vector_answers = search_times(http, by_vector)
+        text_http, _ = search_times(http, by_text)
 
     log("numpy peer over the same vectors")
     vectors = Embedder().embed(contents)

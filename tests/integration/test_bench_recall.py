@@ -1,14 +1,10 @@
 """`python -m akasha_ray.bench recall` at a tiny size: a real Akasha of its own, over HTTP, every
 mode and both peers in the JSON; and its scoring on known rankings."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from akasha_ray.bench.recall import DATA, load, report, scores
-from tests.conftest import free_port
+from tests.conftest import free_port, run_bench
 
 pytestmark = pytest.mark.integration
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"{DATA} not present")
@@ -34,25 +30,11 @@ def test_load_keeps_questions_whose_evidence_is_held():
 
 @needs_data
 def test_bench_recall_runs_end_to_end(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "akasha_ray.bench",
-            "recall",
-            "--conversations",
-            "26",
-            "--turns",
-            "40",
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_bench(
+        "recall",
+        *("--conversations", "26", "--turns", "40", "--port", str(free_port())),
         timeout=900,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout)
     tiers = ("hot", "warm", "cold")
     names = {f"akasha_{t}_{m}" for t in tiers for m in ("vector", "keyword", "hybrid")}
     assert names | {"exact_vector", "plain_bm25"} == set(result["results"])

@@ -4,13 +4,9 @@ searches over HTTP during a bulk ingest and depth-5 neighbourhoods. No figure is
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, run_bench
 
 pytestmark = pytest.mark.integration
 
@@ -18,14 +14,7 @@ pytestmark = pytest.mark.integration
 def test_bounded_bench_reports_idle_and_loaded_latencies():
     tiny = "--entities 300 --relationships 2000 --ingest 24 --text-bytes 256 --ingest-batch 8"
     tiny += f" --seed-memories 40 --searches 8 --queries 4 --neighbors 5 --port {free_port()}"
-    run = subprocess.run(
-        [sys.executable, "-m", "akasha_ray.bench", "bounded", *tiny.split()],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(run.stdout)
+    report = run_bench("bounded", *tiny.split())
     assert report["benchmark"] == "bounded" and report["machine"]["cpus"]
     for part in ("embedder", "served"):
         for phase in ("idle", "loaded"):

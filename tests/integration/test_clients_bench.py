@@ -4,25 +4,16 @@ refusal comes back. No figure is asserted."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import run_bench
 
 pytestmark = pytest.mark.integration
 
 
 def test_clients_bench_reports_each_level():
     tiny = "--levels 1,3 --seconds 4 --preload 100 --warmup 0 --systems 10"
-    run = subprocess.run(
-        [sys.executable, "-m", "akasha_ray.bench", "clients", *tiny.split()],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(run.stdout)
+    report = run_bench("clients", *tiny.split())
     assert report["benchmark"] == "clients" and report["machine"]["cpus"]
     assert [level["clients"] for level in report["levels"]] == [1, 3]
     for level in report["levels"]:
