@@ -2,10 +2,15 @@
 how long one may run. Any request beyond those bounds gets a 503 JSON answer with Retry-After,
 never an unbounded queue or a hung connection.
 
-Serve's own limits (set in serve_apps/app.py) sit just outside these: Serve hands a replica up to
-`max_ongoing_requests + max_queued_requests` requests, so the replica itself answers the overflow
-in Akasha's error format; Serve's proxy rejects what is beyond even that (its 503, plain text,
-also with Retry-After), and its `request_timeout_s` is a backstop behind the deadline here.
+Serve's own limits (set in serve_apps/app.py) sit well outside these, so that the overflow reaches
+this middleware, which refuses it at once in Akasha's error format. Refusing is left to Serve's
+proxy only as a backstop: a full replica makes the proxy's router queue requests and poll the
+replica, CPU that at 256 clients the requests themselves went short of. Serve's
+`request_timeout_s` is a backstop behind the deadline here.
+
+Retry-After says when there will be room: the time the requests already waiting take to drain
+at the rate requests have been finishing (at least `retry_after_s`, at most RETRY_AFTER_MAX_S).
+A refused client that honours it comes back once, not every second while the queue is full.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +31,8 @@ from akasha_ray.errors import Unavailable
 # after the caller gives up); /healthz must answer under load, so it is not queued.
 OWN_DEADLINE_S = {"/v1/tiers/migrate": 600.0}
 UNQUEUED = {"/healthz"}
+RETRY_AFTER_MAX_S = 60.0
+RATE_WINDOW_S = 10.0  # finishing rate: requests finished within the last this many seconds
 
 
 @dataclass
@@ -44,6 +53,7 @@ class Admission:
         self._running = 0
         self._waiting = 0
         self._turn = asyncio.Condition()
+        self._finished: deque[float] = deque()  # when admitted requests finished, last window
 
     @classmethod
     def configure(cls, limits: Limits) -> None:
@@ -56,7 +66,8 @@ class Admission:
             return
         limits = self.limits
         if self._running >= limits.ongoing and self._waiting >= limits.queued:
-            await _refuse(send, f"busy: {self._waiting} requests already wait (retry)", limits)
+            why = f"busy: {self._waiting} requests already wait (retry)"
+            await _refuse(send, why, self.retry_after_s())
             return
         async with self._turn:
             self._waiting += 1
@@ -68,9 +79,27 @@ class Admission:
         try:
             await self._run(scope, receive, send, OWN_DEADLINE_S.get(path, limits.deadline_s))
         finally:
+            self._note_finished()
             async with self._turn:
                 self._running -= 1
                 self._turn.notify_all()
+
+    def _note_finished(self) -> None:
+        self._finished.append(time.monotonic())
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        too_old = time.monotonic() - RATE_WINDOW_S
+        while self._finished and self._finished[0] < too_old:
+            self._finished.popleft()
+
+    def retry_after_s(self) -> float:
+        """How long the waiting requests take to drain at the recent finishing rate."""
+        self._forget_old()
+        if not self._finished:  # nothing to go by (just started): the configured least
+            return self.limits.retry_after_s
+        drain = self._waiting * RATE_WINDOW_S / len(self._finished)
+        return min(max(drain, self.limits.retry_after_s), RETRY_AFTER_MAX_S)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, deadline_s: float) -> None:
         started = False
@@ -84,15 +113,16 @@ class Admission:
             await asyncio.wait_for(self.app(scope, receive, sending), deadline_s)
         except TimeoutError:
             if not started:  # once an answer has begun, cutting it short is all that is left
-                await _refuse(send, f"no answer within {deadline_s:g} s (retry)", self.limits)
+                why = f"no answer within {deadline_s:g} s (retry)"
+                await _refuse(send, why, self.limits.retry_after_s)
 
 
-async def _refuse(send: Send, why: str, limits: Limits) -> None:
+async def _refuse(send: Send, why: str, retry_after_s: float) -> None:
     body = json.dumps(Unavailable(why).to_dict()).encode()
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(max(1, math.ceil(limits.retry_after_s))).encode()),
+        (b"retry-after", str(max(1, math.ceil(retry_after_s))).encode()),
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})

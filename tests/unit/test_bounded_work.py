@@ -19,7 +19,7 @@ from akasha_ray import config
 from akasha_ray.errors import InvalidInput
 from akasha_ray.models import MemoryIn
 from akasha_ray.records import build_batch
-from serve_apps.admission import Admission, Limits
+from serve_apps.admission import RATE_WINDOW_S, Admission, Limits
 from serve_apps.encode_gate import QueryFirst
 
 
@@ -30,6 +30,10 @@ def _app(release: asyncio.Event) -> FastAPI:
     @app.get("/slow")
     async def slow() -> dict[str, bool]:
         await release.wait()
+        return {"ok": True}
+
+    @app.get("/fast")
+    async def fast() -> dict[str, bool]:
         return {"ok": True}
 
     @app.get("/healthz")
@@ -62,6 +66,24 @@ async def test_admission_runs_some_queues_some_and_refuses_the_rest(limits):
         release.set()
         assert [r.status_code for r in await asyncio.gather(first, second)] == [200, 200]
         assert (await http.get("/slow")).status_code == 200  # the slots were given back
+
+
+async def test_retry_after_is_the_time_the_waiting_requests_take_to_drain(limits):
+    """Refused clients are told when there will be room, not to come back every second: the
+    waiting requests over the rate requests finished at in the last RATE_WINDOW_S."""
+    Admission.configure(Limits(ongoing=1, queued=2, deadline_s=60, retry_after_s=1))
+    release = asyncio.Event()
+    transport = httpx.ASGITransport(app=_app(release))
+    async with httpx.AsyncClient(transport=transport, base_url="http://akasha") as http:
+        for _ in range(5):  # 5 finished within the window: 0.5 a second
+            assert (await http.get("/fast")).status_code == 200
+        held = [asyncio.create_task(http.get("/slow")) for _ in range(3)]
+        await asyncio.sleep(0.1)  # one runs, two wait
+        refused = await http.get("/slow")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == str(round(2 * RATE_WINDOW_S / 5))
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200] * 3
 
 
 async def test_admission_deadline_answers_503_json(limits):
