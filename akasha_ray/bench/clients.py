@@ -1,10 +1,12 @@
 """Throughput against concurrency: does Akasha hold its rate as clients pile up? (issue #12)
 
-    python -m akasha_ray.bench clients [--levels 1,8,32,256] [--seconds 30] [--systems 1000]
+    python -m akasha_ray.bench clients [--levels 1,8,32,256] [--seconds 30] [--ramp 15]
+        [--systems 1000]
 
 A whole Akasha on the embedded defaults (its own local cluster, served over HTTP) is loaded with
 `--preload` memories spread over `--systems` systems; then, level by level, that many clients
-run a closed loop for `--seconds`: 80% text searches of one system (the default ranking), 20%
+run a closed loop for `--ramp` + `--seconds`, counted over the last `--seconds` (the steady
+state): 80% text searches of one system (the default ranking), 20%
 ingests of 20 memories (LoCoMo dev turns, read in place), each for a random system: the mix of
 the issue's first measurement. A 503 is a refusal, not an error: its client waits Retry-After,
 as a well-behaved client does, then goes on. Per level: requests answered (2xx) per second,
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -34,7 +37,7 @@ from akasha_ray.bench.stats import machine, ratio, summarize
 
 SEARCH_SHARE = 0.8
 INGEST_BATCH = 20
-RETRY_AFTER_MAX_S = 5.0
+RETRY_AFTER_MAX_S = 60.0  # Akasha's own most
 
 
 def log(message: str) -> None:
@@ -72,16 +75,26 @@ class Mix:
 
 
 async def run_level(
-    url: str, headers: dict[str, str], clients: int, seconds: float, mix_of
+    url: str, headers: dict[str, str], clients: int, seconds: float, mix_of, ramp_s: float = 0.0
 ) -> dict[str, Any]:
-    """`clients` closed loops for `seconds`; what finished after the end is not counted."""
+    """`clients` closed loops for `ramp_s` + `seconds`; only what finished in the last `seconds`
+    is counted: the rate in steady state. (All clients start at once, so at a high level the
+    first answers come only after a whole queue's worth of work: counted from the start, a
+    20 s level at 256 clients lost a third of its rate to filling the queue.)"""
     latencies: dict[str, list[float]] = {"search": [], "ingest": []}
     statuses: Counter[str] = Counter()
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300, limits=limits) as http:
-        end = time.monotonic() + seconds
+    refusals: Counter[str] = Counter()  # 503s by why (their message, numbers left out)
+    counted_from = time.monotonic() + ramp_s
+    end = counted_from + seconds
 
-        async def client(n: int) -> None:
+    async def client(n: int) -> None:
+        # Each client has its own connection, as separate callers do. One shared pool of
+        # `clients` connections cost the load generator itself a core at 256 clients (httpcore
+        # scans its whole pool on every request), CPU taken from the service it measures.
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=300, limits=one
+        ) as http:
             mix = mix_of(n)
             while time.monotonic() < end:
                 kind, path, body = mix.next()
@@ -91,27 +104,47 @@ async def run_level(
                 except httpx.HTTPError as exc:
                     statuses[type(exc).__name__] += 1
                     continue
-                if time.monotonic() > end:
+                finished = time.monotonic()
+                if finished > end:
                     return
+                if finished < counted_from:
+                    await retry_after(response, end)
+                    continue
                 statuses[str(response.status_code)] += 1
                 if response.is_success:
                     latencies[kind].append(time.monotonic() - started)
                 elif response.status_code == 503:
-                    wait = float(response.headers.get("retry-after", 1))
-                    await asyncio.sleep(
-                        min(wait, RETRY_AFTER_MAX_S, max(0.0, end - time.monotonic()))
-                    )
+                    refusals[refusal_reason(response)] += 1
+                await retry_after(response, end)
 
-        await asyncio.gather(*(client(n) for n in range(clients)))
+    await asyncio.gather(*(client(n) for n in range(clients)))
     answered = sum(len(v) for v in latencies.values())
     return {
         "clients": clients,
         "seconds": seconds,
+        "ramp_s": ramp_s,
         "answered_per_s": round(answered / seconds, 2),
         "search": summarize(latencies["search"]) if latencies["search"] else None,
         "ingest": summarize(latencies["ingest"]) if latencies["ingest"] else None,
         "statuses": dict(sorted(statuses.items())),
+        "refusals": dict(refusals.most_common()),
     }
+
+
+async def retry_after(response: httpx.Response, end: float) -> None:
+    """A refused client waits as it was told (a well-behaved one), at most until `end`."""
+    if response.status_code == 503:
+        wait = float(response.headers.get("retry-after", 1))
+        await asyncio.sleep(min(wait, RETRY_AFTER_MAX_S, max(0.0, end - time.monotonic())))
+
+
+def refusal_reason(response: httpx.Response) -> str:
+    """A 503's message with its numbers taken out, so that alike refusals count together."""
+    try:
+        message = str(response.json().get("message", ""))
+    except ValueError:
+        message = response.text  # Serve's proxy answers its own 503s in plain text
+    return re.sub(r"\d+(\.\d+)?", "N", message)[:100]
 
 
 def preload(http: httpx.Client, texts: list[str], systems: int, count: int) -> None:
@@ -132,6 +165,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--systems", type=int, default=1000)
     parser.add_argument("--preload", type=int, default=2000, help="memories before the levels")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds at 4 clients first")
+    parser.add_argument(
+        "--ramp", type=float, default=15.0, help="seconds of each level before counting"
+    )
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.levels.split(",") if n.strip().isdigit()]
     if len(levels) != len(args.levels.split(",")) or min(levels, default=0) < 1:
@@ -154,7 +190,9 @@ def main(argv: list[str]) -> int:
             asyncio.run(run_level(url, headers, 4, args.warmup, mix_of(0)))
         results = []
         for clients in levels:
-            result = asyncio.run(run_level(url, headers, clients, args.seconds, mix_of(clients)))
+            result = asyncio.run(
+                run_level(url, headers, clients, args.seconds, mix_of(clients), args.ramp)
+            )
             log(
                 f"{clients} clients: {result['answered_per_s']} answered/s, "
                 f"statuses {result['statuses']}"

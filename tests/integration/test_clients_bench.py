@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_clients_bench_reports_each_level():
-    tiny = "--levels 1,3 --seconds 4 --preload 100 --warmup 0 --systems 10"
+    tiny = "--levels 1,3 --seconds 4 --ramp 1 --preload 100 --warmup 0 --systems 10"
     report = run_bench("clients", *tiny.split())
     assert report["benchmark"] == "clients" and report["machine"]["cpus"]
     assert [level["clients"] for level in report["levels"]] == [1, 3]
