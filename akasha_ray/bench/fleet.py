@@ -83,7 +83,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"--servers: unknown {sorted(unknown)}")
     every = list(fleet_faults.KILLS + fleet_faults.STOPS)
-    args.fault_names = {"all": every, "none": []}.get(args.faults) or args.faults.split(",")
+    named = {"all": every, "none": []}
+    args.fault_names = named[args.faults] if args.faults in named else args.faults.split(",")
     if set(args.fault_names) - set(every):
         parser.error(f"--faults: unknown {sorted(set(args.fault_names) - set(every))}")
     return args

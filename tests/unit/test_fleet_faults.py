@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from akasha_ray.bench import fleet_faults
 
 
@@ -50,3 +52,14 @@ def test_a_skipped_fault_has_no_window():
     results = [{"fault": "milvus", "kind": "SIGSTOP", "skipped": "embedded"}]
     fleet_faults.error_windows([row(1, 500)], results, ended=10)
     assert "window" not in results[0]
+
+
+def test_faults_all_none_or_a_list():
+    from akasha_ray.bench.fleet import _parse
+
+    every = list(fleet_faults.KILLS + fleet_faults.STOPS)
+    assert _parse(["--faults", "all"]).fault_names == every
+    assert _parse(["--faults", "none"]).fault_names == []  # was refused as unknown 'none'
+    assert _parse(["--faults", "warm,s3"]).fault_names == ["warm", "s3"]
+    with pytest.raises(SystemExit):
+        _parse(["--faults", "kill-everything"])
