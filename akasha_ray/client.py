@@ -17,6 +17,8 @@ from akasha_ray import config
 from akasha_ray.auth import read_admin_key
 from akasha_ray.models import MAX_BATCH
 
+RETRY_AFTER_MAX_S = 60.0  # a longer Retry-After is waited as this long
+
 
 class AkashaHTTPError(RuntimeError):
     def __init__(self, response: httpx.Response) -> None:
@@ -214,6 +216,7 @@ class AkashaClient:
         switches = len(self.urls) + 1
         attempt = 0
         while True:
+            delay = 0.5 * 2**attempt
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError:
@@ -229,11 +232,20 @@ class AkashaClient:
                     continue
                 if response.status_code not in (502, 503, 504) or attempt >= retries:
                     break
-            time.sleep(0.5 * 2**attempt)
+                delay = _retry_after_s(response) or delay
+            time.sleep(delay)
             attempt += 1
         if response.status_code >= 400:
             raise AkashaHTTPError(response)
         return response.json() if response.content else None
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """The wait a refusal asks for (Akasha's is the time its queue takes to drain), if any."""
+    try:
+        return min(float(response.headers["retry-after"]), RETRY_AFTER_MAX_S)
+    except (KeyError, ValueError):  # none, or an HTTP date: back off as usual
+        return None
 
 
 def _not_primary(response: httpx.Response) -> tuple[bool, str | None]:
