@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -14,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from akasha_ray import config
+from akasha_ray.ports import free_port
 
 VENV_BIN = str(Path(sys.executable).parent)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_bench(name: str, *args: str, timeout: float = 600) -> dict:

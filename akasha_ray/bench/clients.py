@@ -31,9 +31,10 @@ from typing import Any
 
 import httpx
 
-from akasha_ray.bench.encode import DATASET, conversation_texts, free_port
+from akasha_ray.bench.encode import DATASET, conversation_texts
 from akasha_ray.bench.served import served_akasha
 from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.ports import free_port
 
 SEARCH_SHARE = 0.8
 INGEST_BATCH = 20

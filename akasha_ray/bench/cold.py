@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from akasha_ray.bench.encode import DATASET, conversation_texts, free_port
+from akasha_ray.bench.encode import DATASET, conversation_texts
 from akasha_ray.bench.served import served_akasha
 from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.ports import free_port
 
 SYSTEMS = ("archive-bot", "other-bot")
 BATCH = 500

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from akasha_ray.bench.stats import machine, ratio
+from akasha_ray.ports import free_port
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "locomo-dev"
@@ -126,12 +126,6 @@ def bench_in_process(args: argparse.Namespace, texts: list[str]) -> dict[str, An
             entry["agreement_vs_torch_float32"] = agreement(peer, vectors[name])
         report[name] = entry
     return report
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def bench_http(args: argparse.Namespace, backend: str, texts: list[str]) -> dict[str, Any]:

@@ -29,7 +29,8 @@ import yaml
 
 from akasha_ray import local_cluster
 from akasha_ray.errors import Unavailable
-from akasha_ray.replication.local_s3 import LocalS3, credentials_env, free_ports
+from akasha_ray.ports import free_ports
+from akasha_ray.replication.local_s3 import LocalS3, credentials_env
 
 AKASHA_BIN = str(Path(sys.executable).with_name("akasha"))
 UP_TIMEOUT_S = 600.0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from akasha_ray.ports import free_ports
+
 ACCESS_KEY = "akasha-test"
 SECRET_KEY = "akasha-test-secret"
 REGION = "us-east-1"
@@ -29,17 +30,6 @@ REGION = "us-east-1"
 
 class ServerError(RuntimeError):
     """The server could not start (or died): callers fail, never skip."""
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def weed_binary() -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from akasha_ray.client import AkashaClient
-from tests.conftest import VENV_BIN, free_port
+from akasha_ray.ports import free_port
+from tests.conftest import VENV_BIN
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from akasha_ray import local_cluster
-from tests.conftest import VENV_BIN, free_port
+from akasha_ray.ports import free_port
+from tests.conftest import VENV_BIN
 
 AKASHA_BIN = str(Path(sys.executable).with_name("akasha"))
 

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import VENV_BIN, free_port
+from akasha_ray.ports import free_port
+from tests.conftest import VENV_BIN
 
 pytestmark = pytest.mark.e2e
 

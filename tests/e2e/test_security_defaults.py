@@ -27,7 +27,8 @@ import pytest
 
 from akasha_ray import local_cluster
 from akasha_ray.client import AkashaClient
-from tests.conftest import VENV_BIN, free_port
+from akasha_ray.ports import free_port
+from tests.conftest import VENV_BIN
 
 pytestmark = pytest.mark.e2e
 

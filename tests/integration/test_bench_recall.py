@@ -4,7 +4,8 @@ mode and both peers in the JSON; and its scoring on known rankings."""
 import pytest
 
 from akasha_ray.bench.recall import DATA, load, report, scores
-from tests.conftest import free_port, run_bench
+from akasha_ray.ports import free_port
+from tests.conftest import run_bench
 
 pytestmark = pytest.mark.integration
 needs_data = pytest.mark.skipif(not DATA.exists(), reason=f"{DATA} not present")

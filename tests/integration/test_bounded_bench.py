@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port, run_bench
+from akasha_ray.ports import free_port
+from tests.conftest import run_bench
 
 pytestmark = pytest.mark.integration
 

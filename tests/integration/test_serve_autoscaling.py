@@ -22,8 +22,8 @@ import yaml
 from akasha_ray import config
 from akasha_ray.bench.replicas import ReplicaSampler
 from akasha_ray.errors import ConfigError
+from akasha_ray.ports import free_port
 from serve_apps.app import bind
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

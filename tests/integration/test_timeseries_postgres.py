@@ -18,6 +18,7 @@ from actors.timeseries import ACTOR_NAME, TimeseriesActor
 from akasha_ray import config
 from akasha_ray.config import TimeseriesConfig
 from akasha_ray.errors import ConfigError, Unavailable
+from akasha_ray.ports import free_port
 from akasha_ray.timeseries import (
     MetricsQuery,
     Point,
@@ -28,7 +29,7 @@ from akasha_ray.timeseries import (
 )
 from akasha_ray.timeseries.postgres_store import PostgresStore
 from tests.servers.pglite import pglite_server
-from tests.servers.postgres import PostgresServer, free_port, postgres_server
+from tests.servers.postgres import PostgresServer, postgres_server
 from tests.servers.timeseries_suite import (
     T0,
     assert_matches_pandas,

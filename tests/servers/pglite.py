@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.servers.postgres import PostgresServer, ServerError, free_port
+from akasha_ray.ports import free_port
+from tests.servers.postgres import PostgresServer, ServerError
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "pglite_server.mjs"

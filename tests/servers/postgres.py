@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from akasha_ray.ports import free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 USER = "postgres"
@@ -33,12 +34,6 @@ class PostgresServer:
     @property
     def dsn(self) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/postgres?sslmode=disable"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_postgres(args: list[str]) -> list[str]:

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from akasha_ray.ports import free_port
+
 BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 START_TIMEOUT_S = 30.0
 
@@ -54,12 +56,6 @@ class RedisServer:
         if len(replies) < 2 or not replies[0].startswith("+OK"):
             raise ServerError(f"redis at {self.address}: {replies}")
         return replies[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

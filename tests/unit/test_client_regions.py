@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from akasha_ray.client import AkashaClient, AkashaHTTPError
-from tests.conftest import free_port
+from akasha_ray.ports import free_port
 
 
 class Region:

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from akasha_ray.ports import free_port
 from akasha_ray.replication.drill import Ack, Target, Writer, judge
-from tests.conftest import free_port
 
 KILL, PROMOTE = 100.0, 101.0
 
