@@ -199,7 +199,13 @@ class ServeConfig(Section):
         description="The most one request may take before a 503 (a migration: 600 s); above "
         "write_timeout_s, so that an ingest's own timeout answers first.",
     )
-    retry_after_s: float = Field(1, gt=0, le=3600, description="Retry-After of those 503s.")
+    retry_after_s: float = Field(
+        1,
+        gt=0,
+        le=3600,
+        description="The least Retry-After of those 503s (the ingress's own say how long its "
+        "waiting requests take to drain, up to 60 s).",
+    )
     autoscaling: AutoscalingConfig | None = Field(
         None,
         description="Serve autoscaling of the ingress and embedder; null: fixed "
