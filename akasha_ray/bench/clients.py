@@ -6,9 +6,9 @@
 A whole Akasha on the embedded defaults (its own local cluster, served over HTTP) is loaded with
 `--preload` memories spread over `--systems` systems; then, level by level, that many clients
 run a closed loop for `--ramp` + `--seconds`, counted over the last `--seconds` (the steady
-state): 80% text searches of one system (the default ranking), 20%
-ingests of 20 memories (LoCoMo dev turns, read in place), each for a random system: the mix of
-the issue's first measurement. A 503 is a refusal, not an error: its client waits Retry-After,
+state): 80% text searches of one system (the default ranking), 20% ingests of 20 memories
+(LoCoMo dev turns, read in place), each for a random system: the mix of the issue's first
+measurement. A 503 is a refusal, not an error: its client waits Retry-After,
 as a well-behaved client does, then goes on. Per level: requests answered (2xx) per second,
 p50/p95/p99 of the answered searches and ingests, every status seen. `collapse_ratio` is the
 rate at the highest level over the best rate at any level (the issue's target: >= 0.9; the
@@ -80,8 +80,8 @@ async def run_level(
 ) -> dict[str, Any]:
     """`clients` closed loops for `ramp_s` + `seconds`; only what finished in the last `seconds`
     is counted: the rate in steady state. (All clients start at once, so at a high level the
-    first answers come only after a whole queue's worth of work: counted from the start, a
-    20 s level at 256 clients lost a third of its rate to filling the queue.)"""
+    first answers come only after a whole queue's worth of work, which counting from the start
+    would charge to the level's rate.)"""
     latencies: dict[str, list[float]] = {"search": [], "ingest": []}
     statuses: Counter[str] = Counter()
     refusals: Counter[str] = Counter()  # 503s by why (their message, numbers left out)
