@@ -117,12 +117,17 @@ class Admission:
                 await _refuse(send, why, self.limits.retry_after_s)
 
 
+def retry_after_header(seconds: float) -> str:
+    """A Retry-After value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
+
 async def _refuse(send: Send, why: str, retry_after_s: float) -> None:
     body = json.dumps(Unavailable(why).to_dict()).encode()
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(max(1, math.ceil(retry_after_s))).encode()),
+        (b"retry-after", retry_after_header(retry_after_s).encode()),
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -68,7 +68,7 @@ from akasha_ray.search import plan_hot
 from akasha_ray.timeseries import MetricsQuery, PointBatch, QueryResponse
 from akasha_ray.timeseries.models import WritePointsRequest
 from serve_apps import dr as dr_routes
-from serve_apps.admission import Admission, Limits
+from serve_apps.admission import Admission, Limits, retry_after_header
 from serve_apps.body_guard import BodyGuard
 
 # A pass that runs longer goes on in the migrator; `akasha migrate` waits as long as it takes.
@@ -101,18 +101,22 @@ app.include_router(dr_routes.router)  # /v1/dr/*: status, promote, handover, res
 @app.exception_handler(BackPressureError)
 async def _backpressure(request: Request, exc: BackPressureError) -> JSONResponse:
     """The embedder's queue is full: a 503 to retry, in Akasha's error format."""
-    body = Unavailable(f"the embedder is busy ({exc.message}); retry").to_dict()
-    retry = str(max(1, int(Admission.limits.retry_after_s + 0.999)))
-    return JSONResponse(status_code=503, content=body, headers={"Retry-After": retry})
+    return _retry_later(f"the embedder is busy ({exc.message}); retry")
 
 
 @app.exception_handler(ray.exceptions.RayActorError)
 async def _actor_died(request: Request, exc: ray.exceptions.RayActorError) -> JSONResponse:
     """A replica or actor died under a call not wrapped in `call` (the embedder's, found by
     `bench fleet` killing its replica: that was a 500): a 503 to retry while it restarts."""
-    body = Unavailable("a component is restarting; retry").to_dict()
-    retry = str(max(1, int(Admission.limits.retry_after_s + 0.999)))
-    return JSONResponse(status_code=503, content=body, headers={"Retry-After": retry})
+    return _retry_later("a component is restarting; retry")
+
+
+def _retry_later(message: str) -> JSONResponse:
+    """A 503 in Akasha's error format, with the configured Retry-After."""
+    retry = retry_after_header(Admission.limits.retry_after_s)
+    return JSONResponse(
+        status_code=503, content=Unavailable(message).to_dict(), headers={"Retry-After": retry}
+    )
 
 
 @app.exception_handler(AkashaError)
