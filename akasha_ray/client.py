@@ -232,7 +232,7 @@ class AkashaClient:
                     continue
                 if response.status_code not in (502, 503, 504) or attempt >= retries:
                     break
-                delay = _retry_after_s(response) or delay
+                delay = retry_after_s(response) or delay
             time.sleep(delay)
             attempt += 1
         if response.status_code >= 400:
@@ -240,7 +240,7 @@ class AkashaClient:
         return response.json() if response.content else None
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
+def retry_after_s(response: httpx.Response) -> float | None:
     """The wait a refusal asks for (Akasha's is the time its queue takes to drain), if any."""
     try:
         return min(float(response.headers["retry-after"]), RETRY_AFTER_MAX_S)

@@ -28,7 +28,7 @@ def bind(settings: config.Settings) -> Application:
     # answers the overflow at once, as a 503 JSON with a Retry-After from its queue. Serve's
     # proxy keeps at most max_queued more per replica and rejects the rest (its own 503): a
     # backstop, since a full replica makes the proxy's router poll it, at a CPU cost that
-    # grew with the clients (bench clients: 0.6x the best rate at 256 clients).
+    # grew with the clients (bench clients: 0.72x the best rate at 256 clients).
     handed = 2 * (serving.max_ongoing_requests + serving.max_queued_requests)
     backpressure = {"retry_after_s": serving.retry_after_s}
     ingresses = serving.most_ingress_replicas()

@@ -34,11 +34,11 @@ import httpx
 from akasha_ray.bench.encode import DATASET, conversation_texts
 from akasha_ray.bench.served import served_akasha
 from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.client import retry_after_s
 from akasha_ray.ports import free_port
 
 SEARCH_SHARE = 0.8
 INGEST_BATCH = 20
-RETRY_AFTER_MAX_S = 60.0  # Akasha's own most
 
 
 def log(message: str) -> None:
@@ -113,7 +113,7 @@ async def run_level(
                     continue
                 statuses[str(response.status_code)] += 1
                 if response.is_success:
-                    latencies[kind].append(time.monotonic() - started)
+                    latencies[kind].append(finished - started)
                 elif response.status_code == 503:
                     refusals[refusal_reason(response)] += 1
                 await retry_after(response, end)
@@ -135,8 +135,8 @@ async def run_level(
 async def retry_after(response: httpx.Response, end: float) -> None:
     """A refused client waits as it was told (a well-behaved one), at most until `end`."""
     if response.status_code == 503:
-        wait = float(response.headers.get("retry-after", 1))
-        await asyncio.sleep(min(wait, RETRY_AFTER_MAX_S, max(0.0, end - time.monotonic())))
+        wait = retry_after_s(response) or 1.0
+        await asyncio.sleep(min(wait, max(0.0, end - time.monotonic())))
 
 
 def refusal_reason(response: httpx.Response) -> str:
