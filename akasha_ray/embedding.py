@@ -39,8 +39,8 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 class Embedder:
     """One encoder of the configured backend; `embed` returns normalized float32 rows of width
-    DIM. torch runs sentence-transformers; onnx and onnx-int8 run ONNX Runtime on the same
-    weights (see embedding_onnx.py), and say so in `revision`."""
+    DIM. onnx (the default) and onnx-int8 run ONNX Runtime on the bundled weights (see
+    embedding_onnx.py) and say so in `revision`; torch runs sentence-transformers."""
 
     def __init__(self, config: EmbeddingConfig | None = None) -> None:
         self.config = config or EmbeddingConfig()
@@ -76,8 +76,6 @@ class Embedder:
     def _onnx(self, path: Path):
         from akasha_ray.embedding_onnx import OnnxEncoder, cache_root, exported_model
 
-        if self.config.device != "cpu":
-            raise ConfigError(f"embedding.backend {self.config.backend} runs on cpu only")
         onnx_file = exported_model(
             path,
             self.weights_revision,

@@ -81,39 +81,17 @@ def _loaded_vs_idle(idle: list[float], loaded: list[float]) -> dict[str, Any]:
 
 
 async def _embedder_part(args: argparse.Namespace) -> dict[str, Any]:
-    from akasha_ray.embedding import Embedder
-    from serve_apps.embedder import BULK_BUDGET_CHARS, embed_in_chunks
-    from serve_apps.encode_gate import QueryFirst
+    from akasha_ray.bench.encode import embedder_path
+    from serve_apps.embedder import BULK_BUDGET_CHARS
 
     rng = random.Random(args.seed)
-    embedder, bulk_embedder = Embedder(), Embedder()  # as the deployment: one model each
-    for model in (embedder, bulk_embedder):
-        model.embed(["warm-up"])
-    gate = QueryFirst()
-
-    async def query() -> float:
-        text = " ".join(rng.choice(WORDS) for _ in range(6))
-        started = time.perf_counter()
-        await gate.run(lambda: embedder.embed([text]), query=True)
-        return time.perf_counter() - started
-
-    idle = [await query() for _ in range(args.queries)]
+    queries = [" ".join(rng.choice(WORDS) for _ in range(6)) for _ in range(args.queries)]
     texts = [_text(rng, args.text_bytes) for _ in range(args.ingest)]
-    started = time.perf_counter()
-    bulk = asyncio.create_task(embed_in_chunks(bulk_embedder, gate, texts))
-    loaded = []
-    while not bulk.done() or len(loaded) < 3:
-        loaded.append(await query())
-        await asyncio.sleep(0.05)
-    await bulk
-    bulk_s = time.perf_counter() - started
-    gate.close()
-    _log(f"embedder: bulk of {args.ingest} in {bulk_s:.1f} s, {len(loaded)} queries meanwhile")
+    part = await embedder_path(None, queries, texts)
+    _log(f"embedder: bulk of {args.ingest} in {part['bulk_encode_s']} s")
     return {
-        **_loaded_vs_idle(idle, loaded),
-        "bulk_texts": args.ingest,
+        **part,
         "bulk_budget_chars": BULK_BUDGET_CHARS,
-        "bulk_encode_s": round(bulk_s, 2),
         "note": "before: the bulk encode blocked the replica's loop, a query waited bulk_encode_s",
     }
 

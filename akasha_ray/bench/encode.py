@@ -1,9 +1,11 @@
 """Encoder benchmark: texts/s of plain sentence-transformers `encode` (the peer) against Akasha's
 embedding backends (torch, onnx, onnx-int8) in-process on the same real texts, runs interleaved,
-and the cosine agreement of each backend with the float32 torch model; optionally ingest over
-HTTP with a chosen backend, against the same plain encode.
+and the cosine agreement of each backend with the float32 torch model; then each backend in the
+embedder's own arrangement (a query thread and a bulk thread, queries first: serve_apps/embedder.py)
+against a plain `encode` of one query; optionally ingest over HTTP with a chosen backend, against
+the same plain encode.
 
-    python -m akasha_ray.bench encode [--texts 512] [--runs 5] [--http onnx,torch]
+    python -m akasha_ray.bench encode [--texts 512] [--runs 5] [--queries 60] [--http onnx,torch]
 
 Texts: the turns of the conversations in ../shared/datasets/locomo-dev (`<speaker>: <text>`),
 read in place. Prints one JSON document on stdout; progress goes to stderr.
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from akasha_ray.bench.stats import machine, ratio
+from akasha_ray.bench.stats import machine, ratio, summarize
 from akasha_ray.ports import free_port
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -128,6 +130,79 @@ def bench_in_process(args: argparse.Namespace, texts: list[str]) -> dict[str, An
     return report
 
 
+async def embedder_path(
+    backend: str | None, queries: list[str], bulk: list[str], *, threads: int = 0
+) -> dict[str, Any]:
+    """The embedder replica's encodes without Serve: query embeddings (one text each) idle, then
+    beside a bulk encode of `bulk` in the replica's chunks, on their two threads and models."""
+    import asyncio
+
+    from akasha_ray.config import EmbeddingConfig
+    from akasha_ray.embedding import Embedder
+    from serve_apps.embedder import embed_in_chunks
+    from serve_apps.encode_gate import QueryFirst
+
+    settings = EmbeddingConfig(threads=threads, **({"backend": backend} if backend else {}))
+    embedder, bulk_embedder = Embedder(settings), Embedder(settings)  # one model each
+    for model in (embedder, bulk_embedder):
+        model.embed(["warm-up"])
+    gate = QueryFirst()
+
+    async def query(text: str) -> float:
+        started = time.perf_counter()
+        await gate.run(lambda: embedder.embed([text]), query=True)
+        return time.perf_counter() - started
+
+    idle = [await query(text) for text in queries]
+    started = time.perf_counter()
+    task = asyncio.create_task(embed_in_chunks(bulk_embedder, gate, bulk))
+    loaded = []
+    while not task.done() or len(loaded) < 3:
+        loaded.append(await query(queries[len(loaded) % len(queries)]))
+        await asyncio.sleep(0.05)
+    await task
+    bulk_s = time.perf_counter() - started
+    gate.close()
+    return {
+        "backend": embedder.config.backend,
+        "idle": summarize(idle),
+        "loaded": summarize(loaded),
+        "p95_ratio": ratio(summarize(loaded)["p95_ms"], summarize(idle)["p95_ms"]),
+        "bulk_texts": len(bulk),
+        "bulk_encode_s": round(bulk_s, 2),
+        "bulk_texts_per_s_beside_queries": round(len(bulk) / bulk_s, 1),
+    }
+
+
+def bench_embedder(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    """Per backend, `embedder_path` over `--queries` query-sized texts (the first 80 characters
+    of turns) and the turns as bulk; the peer: plain `encode` of each query alone, in a process
+    where only the calling thread has encoded (torch's best case: see the README)."""
+    import asyncio
+
+    from sentence_transformers import SentenceTransformer
+
+    from akasha_ray.embedding import bundled_model_path
+
+    queries = [text[:80] for text in texts[: args.queries]]
+    plain = SentenceTransformer(str(bundled_model_path()), device="cpu")
+    plain.encode(queries[:1])
+    seconds = []
+    for text in queries:
+        started = time.perf_counter()
+        plain.encode([text], show_progress_bar=False)
+        seconds.append(time.perf_counter() - started)
+    report: dict[str, Any] = {"plain_encode_one_query": summarize(seconds)}
+    for backend in BACKENDS:
+        log(f"the embedder's path with {backend}")
+        entry = asyncio.run(embedder_path(backend, queries, texts, threads=args.threads))
+        entry["idle_p50_vs_plain"] = ratio(
+            report["plain_encode_one_query"]["p50_ms"], entry["idle"]["p50_ms"]
+        )
+        report[backend] = entry
+    return report
+
+
 def bench_http(args: argparse.Namespace, backend: str, texts: list[str]) -> dict[str, Any]:
     """POST /v1/memories in batches of 64 (embedded by the embedder replica) on a fresh Akasha
     of its own cluster, `--runs` times, each run a new system."""
@@ -167,6 +242,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="0: every core.")
+    parser.add_argument("--queries", type=int, default=60, help="Query embeddings timed.")
     parser.add_argument("--dataset", type=Path, default=DATASET)
     parser.add_argument(
         "--http", default="", help="Comma-separated backends to also ingest with over HTTP."
@@ -176,6 +252,8 @@ def main(argv: list[str]) -> int:
     texts = conversation_texts(args.dataset, args.texts)
     log(f"{len(texts)} texts from {args.dataset}")
     report: dict[str, Any] = {"machine": machine(), "in_process": bench_in_process(args, texts)}
+    # After the in-process runs: the embedder's query and bulk threads slow torch for good.
+    report["embedder"] = bench_embedder(args, texts)
     plain = report["in_process"]["plain_sentence_transformers"]["median_texts_per_s"]
     for backend in filter(None, args.http.split(",")):
         over_http = bench_http(args, backend, texts)

@@ -149,9 +149,10 @@ def peers(conversations: list[dict[str, Any]]) -> dict[str, list[tuple[int, dict
     """The exact vector peer and the plain BM25 peer, in-process over the same turns."""
     from rank_bm25 import BM25Okapi
 
+    from akasha_ray.config import EmbeddingConfig
     from akasha_ray.embedding import Embedder
 
-    embedder = Embedder()
+    embedder = Embedder(EmbeddingConfig(backend="torch"))  # the plain sentence-transformers model
     out: dict[str, list] = {"exact_vector": [], "plain_bm25": []}
     for conversation in conversations:
         ids = [t["id"] for t in conversation["turns"]]

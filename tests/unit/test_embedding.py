@@ -29,7 +29,9 @@ def test_semantics_and_batching_agree(embedder):
 
 def test_model_identity(embedder):
     assert embedder.model_name == "sentence-transformers/all-MiniLM-L6-v2"
-    assert len(embedder.revision) == 16
+    assert embedder.config.backend == "onnx"  # the default
+    assert len(embedder.weights_revision) == 16
+    assert embedder.revision.startswith(f"{embedder.weights_revision}+onnx.")
 
 
 def test_bad_model_path(tmp_path):

@@ -6,7 +6,6 @@ import pytest
 from akasha_ray import embedding_onnx
 from akasha_ray.config import EmbeddingConfig
 from akasha_ray.embedding import Embedder, bundled_model_path
-from akasha_ray.errors import ConfigError
 
 SENTENCES = [
     "Caroline: I went to a LGBTQ support group yesterday and it was so powerful.",
@@ -54,9 +53,13 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("onnx-cache")
 
 
+def torch_embedder() -> Embedder:
+    return Embedder(EmbeddingConfig(backend="torch"))
+
+
 @pytest.fixture(scope="module")
 def torch_vectors():
-    return Embedder().embed(SENTENCES)
+    return torch_embedder().embed(SENTENCES)
 
 
 def onnx_embedder(cache, backend: str = "onnx") -> Embedder:
@@ -106,7 +109,7 @@ def test_per_token_scaling_is_exact_in_float(cache, tmp_path):
 
 
 def test_revision_names_the_backend(cache):
-    torch_revision = Embedder().revision
+    torch_revision = torch_embedder().revision
     onnx_revision = onnx_embedder(cache).revision
     int8_revision = onnx_embedder(cache, "onnx-int8").revision
     assert len(torch_revision) == 16
@@ -129,10 +132,11 @@ def test_export_is_reused_on_a_second_start(cache, monkeypatch):
     assert not list(cache.glob("*/.*.tmp"))  # written atomically: nothing half-done left
 
 
-def test_onnx_is_cpu_only(cache):
-    embedder = Embedder(EmbeddingConfig(backend="onnx", device="cuda", onnx_cache=str(cache)))
-    with pytest.raises(ConfigError, match="cpu only"):
-        embedder.embed(["x"])
+def test_onnx_is_cpu_only():
+    for backend in ("onnx", "onnx-int8"):
+        with pytest.raises(ValueError, match=r"cpu only: set embedding\.backend to torch"):
+            EmbeddingConfig(backend=backend, device="cuda")
+    assert EmbeddingConfig(backend="torch", device="cuda").device == "cuda"
 
 
 def test_unknown_backend_is_refused():
