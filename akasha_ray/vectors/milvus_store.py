@@ -29,6 +29,8 @@ By default a Milvus Lite file `<data_dir>/warm/milvus.db` (one process per file:
   `make_durable` has nothing to do; how that log survives a power cut is the broker's
   configuration. A server flush (sealing segments into object storage) would add nothing to that
   and costs seconds a call.
+- Searches wait on the server's clock only right after this owner wrote a system they cover
+  (Session); otherwise they read Bounded, which sees every older write (recent_writes.py).
 - Each call to Milvus has a fixed cost (about 75 ms on Lite), so concurrent `search` calls with the
   same k and filters go together as one multi-vector search; `search_many` does the same for a
   caller holding several query vectors.
@@ -80,6 +82,7 @@ from akasha_ray.vectors.milvus_setup import (
     prepare_collection,
     search_params,
 )
+from akasha_ray.vectors.recent_writes import RecentWrites
 from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 from akasha_ray.vectors.warm_keywords import WarmKeywords
 
@@ -128,6 +131,7 @@ class MilvusStore:
         # partition-key bucket) the first time it is asked for, or after a delete.
         self.summaries = Summaries()
         self.keywords = WarmKeywords(client, collection)  # BM25 beside Milvus (warm_keywords.py)
+        self.recent = RecentWrites()  # the consistency a search needs (recent_writes.py)
 
     @classmethod
     async def open(
@@ -176,6 +180,7 @@ class MilvusStore:
                 # Every row is checked before the first request goes.
                 for request in list(insert_requests(self.collection, batch)):
                     await self._send_insert(request)
+                self.recent.wrote(set(batch.column("system_id").to_pylist()))
                 self.summaries.added(
                     batch.column("system_id").to_pylist(), time_us_of(batch).tolist()
                 )
@@ -249,6 +254,7 @@ class MilvusStore:
                 present = set(await self._existing(list(keys)))
                 for chunk in batched(sorted(present), KEY_QUERY_CHUNK):
                     await self._client.delete(self.collection, filter=key_in(chunk))
+                self.recent.wrote({split_key(k)[0] for k in present})
                 # Times unknown here: the touched systems' bounds are counted again when asked.
                 self.summaries.removed([split_key(k)[0] for k in present])
                 self.keywords.removed(sorted(present))
@@ -351,7 +357,8 @@ class MilvusStore:
         if not found:
             return []
         with _unavailable("warm keyword search failed"):
-            rows = await self._by_keys(found, ["key", *ROW_FIELDS])
+            consistency = self.recent.consistency(system_ids)
+            rows = await self._by_keys(found, ["key", *ROW_FIELDS], consistency=consistency)
         by_key = {row["key"]: memory_of(row) for row in rows}
         return [
             {**by_key[key], "bm25": score}
@@ -389,6 +396,7 @@ class MilvusStore:
                 limit=key.k,
                 filter=key.expression(),
                 output_fields=list(ROW_FIELDS),
+                consistency_level=self.recent.consistency(key.system_ids),
                 search_params=search_params(
                     self.index.in_use,
                     key.k,
