@@ -8,9 +8,11 @@ proxy only as a backstop: a full replica makes the proxy's router queue requests
 replica, CPU that at 256 clients the requests themselves went short of. Serve's
 `request_timeout_s` is a backstop behind the deadline here.
 
-Retry-After says when there will be room: the time the requests already waiting take to drain
-at the rate requests have been finishing (at least `retry_after_s`, at most RETRY_AFTER_MAX_S).
-A refused client that honours it comes back once, not every second while the queue is full.
+Retry-After says when there will be room: the time the requests already waiting, and the
+clients refused in the last RATE_WINDOW_S, take to drain at the rate requests have been finishing
+(at least `retry_after_s`, at most RETRY_AFTER_MAX_S). Counting the refused spreads their
+returns: told the waiting queue's drain time alone, they all came back together and most were
+refused again, a refusal for every answer at 256 clients (each costs the proxy and the replica).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Admission:
         self._waiting = 0
         self._turn = asyncio.Condition()
         self._finished: deque[float] = deque()  # when admitted requests finished, last window
+        self._refused: deque[float] = deque()  # when requests were refused, last window
 
     @classmethod
     def configure(cls, limits: Limits) -> None:
@@ -67,7 +70,9 @@ class Admission:
         limits = self.limits
         if self._running >= limits.ongoing and self._waiting >= limits.queued:
             why = f"busy: {self._waiting} requests already wait (retry)"
-            await _refuse(send, why, self.retry_after_s())
+            retry_after_s = self.retry_after_s()
+            self._refused.append(time.monotonic())
+            await _refuse(send, why, retry_after_s)
             return
         async with self._turn:
             self._waiting += 1
@@ -90,15 +95,18 @@ class Admission:
 
     def _forget_old(self) -> None:
         too_old = time.monotonic() - RATE_WINDOW_S
-        while self._finished and self._finished[0] < too_old:
-            self._finished.popleft()
+        for times in (self._finished, self._refused):
+            while times and times[0] < too_old:
+                times.popleft()
 
     def retry_after_s(self) -> float:
-        """How long the waiting requests take to drain at the recent finishing rate."""
+        """How long the waiting and the recently refused take to drain at the recent finishing
+        rate."""
         self._forget_old()
         if not self._finished:  # nothing to go by (just started): the configured least
             return self.limits.retry_after_s
-        drain = self._waiting * RATE_WINDOW_S / len(self._finished)
+        ahead = self._waiting + len(self._refused)
+        drain = ahead * RATE_WINDOW_S / len(self._finished)
         return min(max(drain, self.limits.retry_after_s), RETRY_AFTER_MAX_S)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, deadline_s: float) -> None:

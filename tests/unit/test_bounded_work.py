@@ -70,7 +70,8 @@ async def test_admission_runs_some_queues_some_and_refuses_the_rest(limits):
 
 async def test_retry_after_is_the_time_the_waiting_requests_take_to_drain(limits):
     """Refused clients are told when there will be room, not to come back every second: the
-    waiting requests over the rate requests finished at in the last RATE_WINDOW_S."""
+    waiting requests and the clients refused before, over the rate requests finished at in the
+    last RATE_WINDOW_S."""
     Admission.configure(Limits(ongoing=1, queued=2, deadline_s=60, retry_after_s=1))
     release = asyncio.Event()
     transport = httpx.ASGITransport(app=_app(release))
@@ -82,6 +83,8 @@ async def test_retry_after_is_the_time_the_waiting_requests_take_to_drain(limits
         refused = await http.get("/slow")
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == str(round(2 * RATE_WINDOW_S / 5))
+        # The next refused client comes back after the first: 2 waiting + 1 refused.
+        assert (await http.get("/slow")).headers["retry-after"] == str(round(3 * RATE_WINDOW_S / 5))
         release.set()
         assert [r.status_code for r in await asyncio.gather(*held)] == [200] * 3
 
