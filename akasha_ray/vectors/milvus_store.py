@@ -178,9 +178,12 @@ class MilvusStore:
                 if known:
                     batch = batch.filter(pc.invert(pc.is_in(key_array(batch), pa.array(known))))
                 # Every row is checked before the first request goes.
-                for request in list(insert_requests(self.collection, batch)):
-                    await self._send_insert(request)
+                requests = list(insert_requests(self.collection, batch))
+                # Before the first request: a failed insert may leave rows that a retry finds
+                # stored and acknowledges.
                 self.recent.wrote(set(batch.column("system_id").to_pylist()))
+                for request in requests:
+                    await self._send_insert(request)
                 self.summaries.added(
                     batch.column("system_id").to_pylist(), time_us_of(batch).tolist()
                 )
@@ -252,9 +255,9 @@ class MilvusStore:
         async with self._write_lock:  # an insert's check-then-write must not interleave
             with _unavailable("warm delete failed"):
                 present = set(await self._existing(list(keys)))
+                self.recent.wrote({split_key(k)[0] for k in present})
                 for chunk in batched(sorted(present), KEY_QUERY_CHUNK):
                     await self._client.delete(self.collection, filter=key_in(chunk))
-                self.recent.wrote({split_key(k)[0] for k in present})
                 # Times unknown here: the touched systems' bounds are counted again when asked.
                 self.summaries.removed([split_key(k)[0] for k in present])
                 self.keywords.removed(sorted(present))
