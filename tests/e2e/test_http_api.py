@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from akasha_ray.client import AkashaClient, AkashaHTTPError
+from akasha_ray.embedding import Embedder
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +64,8 @@ def test_ingest_get_search_delete(admin, seeded):
     memory = admin.get(seeded["Book me a fl"], "trip-bot")
     assert memory["metadata"] == {"lang": "en"}
     assert memory["model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert len(memory["model_revision"]) == 16
+    assert memory["model_revision"] == Embedder().revision  # the default backend's: onnx
+    assert "+onnx." in memory["model_revision"]
 
     # Re-sending a memory with its created_at (or id) stores nothing new: same id back.
     trip = _memory(

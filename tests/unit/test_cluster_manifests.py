@@ -269,10 +269,13 @@ def test_dockerfile_installs_the_package_with_the_cpu_torch_pin():
     (torch_pin,) = [d for d in PYPROJECT["project"]["dependencies"] if d.startswith("torch")]
     torch = next(i for i, r in enumerate(runs) if torch_pin in r)
     assert "download.pytorch.org/whl/cpu" in runs[torch]
+    commands = [[c.strip() for c in r.split("&&")] for r in runs]
     package = next(
-        i for i, r in enumerate(runs) if r.startswith("pip install") and r.endswith(" .")
+        i for i, c in enumerate(commands) if c[0].startswith("pip install") and c[0].endswith(" .")
     )
     assert torch < package  # torch first, so pip keeps the CPU build
+    # Then the default (ONNX) encoder is exported into the image, not on each pod's start.
+    assert any("Embedder().embed" in c for c in commands[package][1:])
     copied = {args.split()[-2].rstrip("/") for op, args in steps if op == "COPY"}
     packages = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     assert {p.rstrip("*") for p in packages} <= copied
