@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.bench.stats import loaded_vs_idle, machine, summarize
 
 _WORDS = (
     "river heron memory market quarterly planning garden invoice travel budget sensor kitchen "
@@ -70,11 +70,6 @@ def _text(rng: random.Random, size: int) -> str:
         words.append(word)
         length += len(word) + 1
     return " ".join(words)[:size]
-
-
-def _loaded_vs_idle(idle: list[float], loaded: list[float]) -> dict[str, Any]:
-    a, b = summarize(idle), summarize(loaded)
-    return {"idle": a, "loaded": b, "p95_ratio": ratio(b["p95_ms"], a["p95_ms"])}
 
 
 # -- the embedder in process -------------------------------------------------------------------
@@ -181,7 +176,7 @@ def _served_part(args: argparse.Namespace, data_dir: Path, ids: list[str]) -> di
             walked = [w.result() for w in walks]
         _log(f"loaded searches: p95 {summarize(loaded)['p95_ms']} ms; ingest {ingest_s:.1f} s")
     return {
-        **_loaded_vs_idle(idle, loaded),
+        **loaded_vs_idle(idle, loaded),
         "ingest": {"memories": args.ingest, "text_bytes": args.text_bytes, "s": round(ingest_s, 2)},
         "neighbors_depth_5": walked,
     }

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.bench.stats import loaded_vs_idle, machine, ratio, summarize
 from akasha_ray.ports import free_port
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -165,9 +165,7 @@ async def embedder_path(
     gate.close()
     return {
         "backend": embedder.config.backend,
-        "idle": summarize(idle),
-        "loaded": summarize(loaded),
-        "p95_ratio": ratio(summarize(loaded)["p95_ms"], summarize(idle)["p95_ms"]),
+        **loaded_vs_idle(idle, loaded),
         "bulk_texts": len(bulk),
         "bulk_encode_s": round(bulk_s, 2),
         "bulk_texts_per_s_beside_queries": round(len(bulk) / bulk_s, 1),

@@ -38,6 +38,12 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator else None
 
 
+def loaded_vs_idle(idle: list[float], loaded: list[float]) -> dict[str, Any]:
+    """Latencies idle and under load (seconds), summarized, and the loaded/idle p95 ratio."""
+    a, b = summarize(idle), summarize(loaded)
+    return {"idle": a, "loaded": b, "p95_ratio": ratio(b["p95_ms"], a["p95_ms"])}
+
+
 def machine() -> dict[str, Any]:
     try:
         import threadpoolctl

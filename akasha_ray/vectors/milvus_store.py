@@ -179,14 +179,13 @@ class MilvusStore:
                     batch = batch.filter(pc.invert(pc.is_in(key_array(batch), pa.array(known))))
                 # Every row is checked before the first request goes.
                 requests = list(insert_requests(self.collection, batch))
+                systems = batch.column("system_id").to_pylist()
                 # Before the first request: a failed insert may leave rows that a retry finds
                 # stored and acknowledges.
-                self.recent.wrote(set(batch.column("system_id").to_pylist()))
+                self.recent.wrote(set(systems))
                 for request in requests:
                     await self._send_insert(request)
-                self.summaries.added(
-                    batch.column("system_id").to_pylist(), time_us_of(batch).tolist()
-                )
+                self.summaries.added(systems, time_us_of(batch).tolist())
                 self.keywords.added(batch)
                 if self._lite_path is not None:
                     self._unflushed += batch.num_rows
@@ -255,11 +254,12 @@ class MilvusStore:
         async with self._write_lock:  # an insert's check-then-write must not interleave
             with _unavailable("warm delete failed"):
                 present = set(await self._existing(list(keys)))
-                self.recent.wrote({split_key(k)[0] for k in present})
+                systems = [split_key(k)[0] for k in present]
+                self.recent.wrote(systems)
                 for chunk in batched(sorted(present), KEY_QUERY_CHUNK):
                     await self._client.delete(self.collection, filter=key_in(chunk))
                 # Times unknown here: the touched systems' bounds are counted again when asked.
-                self.summaries.removed([split_key(k)[0] for k in present])
+                self.summaries.removed(systems)
                 self.keywords.removed(sorted(present))
                 if present and self._lite_path is None:
                     # Milvus 2.3.5 answers a Session read right after a delete with the deleted
