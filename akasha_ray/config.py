@@ -202,6 +202,17 @@ class ServeConfig(Section):
     max_queued_requests: int = Field(
         64, ge=0, le=100_000, description="Requests one ingress replica keeps waiting; more: 503."
     )
+    max_ongoing_ingests: int = Field(
+        4,
+        ge=1,
+        le=10_000,
+        description="Ingests (POST /v1/memories) one ingress replica runs at once, in a lane of "
+        "their own beside the other requests: a backlog of bulk encodes never takes the places "
+        "searches need (the embedder encodes one ingest's chunks at a time anyway).",
+    )
+    max_queued_ingests: int = Field(
+        16, ge=0, le=100_000, description="Ingests one ingress replica keeps waiting; more: 503."
+    )
     http_timeout_s: float = Field(
         180,
         gt=0,

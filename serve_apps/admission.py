@@ -2,26 +2,37 @@
 how long one may run. Any request beyond those bounds gets a 503 JSON answer with Retry-After,
 never an unbounded queue or a hung connection.
 
+Ingests (POST /v1/memories) have a lane of their own, with its own bounds, beside every other
+request. An ingest holds its place while the embedder's one bulk thread works through the ingests
+ahead of it (seconds), where a search needs its place for tens of milliseconds: in one shared
+queue, a backlog of ingests filled every place at 256 clients, and searches that the machine had
+the CPU for were refused (bench clients: answered searches fell by a quarter from 8 clients to
+256 while ingests finished at the same rate). Separate lanes shed the bulk work first, as a
+search engine's separate search and write pools do.
+
 Serve's own limits (set in serve_apps/app.py) sit well outside these, so that the overflow reaches
 this middleware, which refuses it at once in Akasha's error format. Refusing is left to Serve's
 proxy only as a backstop: a full replica makes the proxy's router queue requests and poll the
 replica, CPU that at 256 clients the requests themselves went short of. Serve's
 `request_timeout_s` is a backstop behind the deadline here.
 
-Retry-After says when there will be room: the time the requests already waiting, and the
-clients refused in the last RATE_WINDOW_S, take to drain at the rate requests have been finishing
-(at least `retry_after_s`, at most RETRY_AFTER_MAX_S). Counting the refused spreads their
-returns: told the waiting queue's drain time alone, they all came back together and most were
-refused again, a refusal for every answer at 256 clients (each costs the proxy and the replica).
+Retry-After says when a lane will have room: the time the requests already waiting in it, and the
+clients it refused in the last RATE_WINDOW_S, take to drain at the rate its requests have been
+finishing (at least `retry_after_s`, at most RETRY_AFTER_MAX_S). Counting the refused spreads
+their returns: told the waiting queue's drain time alone, they all came back together and most
+were refused again, a refusal for every answer at 256 clients (each costs the proxy and the
+replica).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +44,7 @@ from akasha_ray.errors import Unavailable
 # after the caller gives up); /healthz must answer under load, so it is not queued.
 OWN_DEADLINE_S = {"/v1/tiers/migrate": 600.0}
 UNQUEUED = {"/healthz"}
+INGEST = ("POST", "/v1/memories")  # the ingest lane's one route
 RETRY_AFTER_MAX_S = 60.0
 RATE_WINDOW_S = 10.0  # finishing rate: requests finished within the last this many seconds
 
@@ -43,6 +55,70 @@ class Limits:
     queued: int = 64
     deadline_s: float = 180.0
     retry_after_s: float = 1.0
+    ingests_ongoing: int = 4
+    ingests_queued: int = 16
+
+    def bounds(self, lane: str) -> tuple[int, int]:
+        """(at once, waiting) of a lane."""
+        if lane == "ingest":
+            return self.ingests_ongoing, self.ingests_queued
+        return self.ongoing, self.queued
+
+
+class Lane:
+    """One bounded queue: the requests running and waiting in it, and when its requests finished
+    and were refused in the last RATE_WINDOW_S (what Retry-After is worked out from)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.running = 0
+        self.waiting = 0
+        self._turn = asyncio.Condition()
+        self._finished: deque[float] = deque()
+        self._refused: deque[float] = deque()
+
+    def full(self, limits: Limits) -> bool:
+        ongoing, queued = limits.bounds(self.name)
+        return self.running >= ongoing and self.waiting >= queued
+
+    @contextlib.asynccontextmanager
+    async def place(self, limits: Limits) -> AsyncIterator[None]:
+        """Wait for a place to run in, hold it while the body runs."""
+        ongoing, _ = limits.bounds(self.name)
+        async with self._turn:
+            self.waiting += 1
+            try:
+                await self._turn.wait_for(lambda: self.running < ongoing)
+            finally:
+                self.waiting -= 1
+            self.running += 1
+        try:
+            yield
+        finally:
+            self._finished.append(time.monotonic())
+            self._forget_old()
+            async with self._turn:
+                self.running -= 1
+                self._turn.notify_all()
+
+    def refused(self) -> None:
+        self._refused.append(time.monotonic())
+
+    def _forget_old(self) -> None:
+        too_old = time.monotonic() - RATE_WINDOW_S
+        for times in (self._finished, self._refused):
+            while times and times[0] < too_old:
+                times.popleft()
+
+    def retry_after_s(self, least_s: float) -> float:
+        """How long the waiting and the recently refused take to drain at the recent finishing
+        rate (`least_s` with nothing to go by yet)."""
+        self._forget_old()
+        if not self._finished:
+            return least_s
+        ahead = self.waiting + len(self._refused)
+        drain = ahead * RATE_WINDOW_S / len(self._finished)
+        return min(max(drain, least_s), RETRY_AFTER_MAX_S)
 
 
 class Admission:
@@ -52,11 +128,7 @@ class Admission:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._running = 0
-        self._waiting = 0
-        self._turn = asyncio.Condition()
-        self._finished: deque[float] = deque()  # when admitted requests finished, last window
-        self._refused: deque[float] = deque()  # when requests were refused, last window
+        self.lanes = {"ingest": Lane("ingest"), "requests": Lane("requests")}
 
     @classmethod
     def configure(cls, limits: Limits) -> None:
@@ -68,46 +140,16 @@ class Admission:
             await self.app(scope, receive, send)
             return
         limits = self.limits
-        if self._running >= limits.ongoing and self._waiting >= limits.queued:
-            why = f"busy: {self._waiting} requests already wait (retry)"
-            retry_after_s = self.retry_after_s()
-            self._refused.append(time.monotonic())
+        lane = self.lanes["ingest" if (scope.get("method"), path) == INGEST else "requests"]
+        if lane.full(limits):
+            what = "ingests" if lane.name == "ingest" else "requests"
+            why = f"busy: {lane.waiting} {what} already wait (retry)"
+            retry_after_s = lane.retry_after_s(limits.retry_after_s)
+            lane.refused()
             await _refuse(send, why, retry_after_s)
             return
-        async with self._turn:
-            self._waiting += 1
-            try:
-                await self._turn.wait_for(lambda: self._running < self.limits.ongoing)
-            finally:
-                self._waiting -= 1
-            self._running += 1
-        try:
+        async with lane.place(limits):
             await self._run(scope, receive, send, OWN_DEADLINE_S.get(path, limits.deadline_s))
-        finally:
-            self._note_finished()
-            async with self._turn:
-                self._running -= 1
-                self._turn.notify_all()
-
-    def _note_finished(self) -> None:
-        self._finished.append(time.monotonic())
-        self._forget_old()
-
-    def _forget_old(self) -> None:
-        too_old = time.monotonic() - RATE_WINDOW_S
-        for times in (self._finished, self._refused):
-            while times and times[0] < too_old:
-                times.popleft()
-
-    def retry_after_s(self) -> float:
-        """How long the waiting and the recently refused take to drain at the recent finishing
-        rate."""
-        self._forget_old()
-        if not self._finished:  # nothing to go by (just started): the configured least
-            return self.limits.retry_after_s
-        ahead = self._waiting + len(self._refused)
-        drain = ahead * RATE_WINDOW_S / len(self._finished)
-        return min(max(drain, self.limits.retry_after_s), RETRY_AFTER_MAX_S)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, deadline_s: float) -> None:
         started = False

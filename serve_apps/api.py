@@ -215,10 +215,12 @@ class AkashaAPI:
         serving = self._settings.serve
         Admission.configure(
             Limits(
-                serving.max_ongoing_requests,
-                serving.max_queued_requests,
-                serving.http_timeout_s,
-                serving.retry_after_s,
+                ongoing=serving.max_ongoing_requests,
+                queued=serving.max_queued_requests,
+                deadline_s=serving.http_timeout_s,
+                retry_after_s=serving.retry_after_s,
+                ingests_ongoing=serving.max_ongoing_ingests,
+                ingests_queued=serving.max_queued_ingests,
             )
         )
         self._model_info: dict[str, str] | None = None

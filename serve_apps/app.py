@@ -29,7 +29,8 @@ def bind(settings: config.Settings) -> Application:
     # proxy keeps at most max_queued more per replica and rejects the rest (its own 503): a
     # backstop, since a full replica makes the proxy's router poll it, at a CPU cost that
     # grew with the clients (bench clients: 0.72x the best rate at 256 clients).
-    handed = 2 * (serving.max_ongoing_requests + serving.max_queued_requests)
+    ongoing = serving.max_ongoing_requests + serving.max_ongoing_ingests  # both lanes
+    handed = 2 * (ongoing + serving.max_queued_requests + serving.max_queued_ingests)
     backpressure = {"retry_after_s": serving.retry_after_s}
     ingresses = serving.most_ingress_replicas()
     embedder = EmbedderDeployment.options(
@@ -38,8 +39,8 @@ def bind(settings: config.Settings) -> Application:
         logging_config=logs,
         # Every ongoing ingress request may be waiting on an embedding: the embedder orders the
         # work itself (queries first, bulk in chunks), so it takes them all at once.
-        max_ongoing_requests=serving.max_ongoing_requests * ingresses,
-        max_queued_requests=serving.max_queued_requests * ingresses,
+        max_ongoing_requests=ongoing * ingresses,
+        max_queued_requests=(serving.max_queued_requests + serving.max_queued_ingests) * ingresses,
         backpressure_config=backpressure,
     ).bind(settings.embedding.model_dump(), serving.model_dump())
     return AkashaAPI.options(

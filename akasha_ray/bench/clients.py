@@ -9,8 +9,10 @@ run a closed loop for `--ramp` + `--seconds`, counted over the last `--seconds` 
 state): 80% text searches of one system (the default ranking), 20% ingests of 20 memories
 (LoCoMo dev turns, read in place), each for a random system: the mix of the issue's first
 measurement. A 503 is a refusal, not an error: its client waits Retry-After,
-as a well-behaved client does, then goes on. Per level: requests answered (2xx) per second,
-p50/p95/p99 of the answered searches and ingests, every status seen. `collapse_ratio` is the
+as a well-behaved client does, then goes on. Per level: requests answered (2xx) per second, of
+them searches per second and memories ingested per second (ingests have a lane of their own,
+which refuses first under overload), p50/p95/p99 of the answered searches and ingests, every
+status seen. `collapse_ratio` is the
 rate at the highest level over the best rate at any level (the issue's target: >= 0.9; the
 peer here is Akasha's own best level). JSON on stdout, progress on stderr.
 """
@@ -125,6 +127,9 @@ async def run_level(
         "seconds": seconds,
         "ramp_s": ramp_s,
         "answered_per_s": round(answered / seconds, 2),
+        # Under overload the ingest lane fills first (serve_apps/admission.py): say what was served.
+        "searches_per_s": round(len(latencies["search"]) / seconds, 2),
+        "memories_ingested_per_s": round(len(latencies["ingest"]) * INGEST_BATCH / seconds, 1),
         "search": summarize(latencies["search"]) if latencies["search"] else None,
         "ingest": summarize(latencies["ingest"]) if latencies["ingest"] else None,
         "statuses": dict(sorted(statuses.items())),

@@ -20,6 +20,9 @@ def test_clients_bench_reports_each_level():
         assert level["answered_per_s"] > 0
         assert set(level["statuses"]) <= {"200", "201", "503"}, level["statuses"]
         assert level["search"]["runs"] > 0
+        assert level["searches_per_s"] == round(level["search"]["runs"] / 4, 2)
+        ingests = level["ingest"]["runs"] if level["ingest"] else 0
+        assert level["memories_ingested_per_s"] == round(ingests * 20 / 4, 1)
     best = max(level["answered_per_s"] for level in report["levels"])
     assert report["best_answered_per_s"] == best
     assert report["collapse_ratio"] == round(report["levels"][-1]["answered_per_s"] / best, 3)

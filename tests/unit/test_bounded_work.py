@@ -36,6 +36,11 @@ def _app(release: asyncio.Event) -> FastAPI:
     async def fast() -> dict[str, bool]:
         return {"ok": True}
 
+    @app.post("/v1/memories")  # the ingest lane's route
+    async def ingest() -> dict[str, bool]:
+        await release.wait()
+        return {"ok": True}
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -87,6 +92,27 @@ async def test_retry_after_is_the_time_the_waiting_requests_take_to_drain(limits
         assert (await http.get("/slow")).headers["retry-after"] == str(round(3 * RATE_WINDOW_S / 5))
         release.set()
         assert [r.status_code for r in await asyncio.gather(*held)] == [200] * 3
+
+
+async def test_ingests_wait_in_a_lane_of_their_own(limits):
+    """A backlog of ingests never takes the places other requests need, and the reverse."""
+    Admission.configure(
+        Limits(ongoing=1, queued=0, ingests_ongoing=1, ingests_queued=1, retry_after_s=1)
+    )
+    release = asyncio.Event()
+    transport = httpx.ASGITransport(app=_app(release))
+    async with httpx.AsyncClient(transport=transport, base_url="http://akasha") as http:
+        ingests = [asyncio.create_task(http.post("/v1/memories")) for _ in range(2)]
+        await asyncio.sleep(0.1)  # one runs, one waits: the ingest lane is full
+        refused = await http.post("/v1/memories")
+        assert refused.status_code == 503 and "1 ingests already wait" in refused.json()["message"]
+        assert (await http.get("/fast")).status_code == 200  # other requests go on
+        search = asyncio.create_task(http.get("/slow"))
+        await asyncio.sleep(0.1)  # the one place of the other lane is taken: its own limits
+        assert (await http.get("/fast")).status_code == 503
+        release.set()
+        assert [a.status_code for a in await asyncio.gather(*ingests, search)] == [200] * 3
+        assert (await http.post("/v1/memories")).status_code == 200  # places given back
 
 
 async def test_admission_deadline_answers_503_json(limits):
