@@ -232,6 +232,7 @@ def _start_head(settings: Settings) -> dict[str, Any]:
         HEAD_ID_ENV: head_id,
     }
     env.pop("RAY_ADDRESS", None)
+    ray_internals.serve_throughput_env(env)
     command = [
         ray_bin(),
         "start",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 # Ray's single-machine mode. On Linux Ray turns a loopback node or GCS address into the machine's
@@ -15,8 +16,23 @@ from pathlib import Path
 # 127.0.0.1 and clients keep 127.0.0.1. Read into `ray_constants` when Ray is imported.
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+# Ray Serve's throughput mode (Ray >= 2.55): gRPC from the proxy to the replicas and between
+# deployments instead of actor calls, user code and the router on the replica's main loop, the
+# GC frozen after start. Direct ingress (each ingress replica on a port of its own, behind
+# HAProxy) stays off, so the proxy keeps Serve's one port. Every Serve process reads these at
+# import: they go where the cluster's processes start (README, "Bounded work").
+SERVE_THROUGHPUT_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+}
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+
+
+def serve_throughput_env(env: MutableMapping[str, str]) -> None:
+    """Put SERVE_THROUGHPUT_ENV into `env`, where an operator has not set its own value."""
+    for name, value in SERVE_THROUGHPUT_ENV.items():
+        env.setdefault(name, value)
 
 
 def address_file() -> Path:

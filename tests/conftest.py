@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from akasha_ray import config
+from akasha_ray import config, ray_internals
 from akasha_ray.ports import free_port
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -38,6 +38,7 @@ def ray_cluster():
 
     # Job drivers started by this cluster must find this virtualenv's python.
     os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    ray_internals.serve_throughput_env(os.environ)  # Serve as `akasha up` starts it
     dashboard_port = free_port()
     context = ray.init(
         address="local",

@@ -4,6 +4,7 @@ benchmark; it opens the data dir the in-process half wrote."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ def served_akasha(
     import ray
     from ray import serve
 
-    from akasha_ray import config
+    from akasha_ray import config, ray_internals
     from akasha_ray.auth import read_admin_key
     from akasha_ray.client import wait_healthy
     from serve_apps.app import bind
@@ -30,6 +31,7 @@ def served_akasha(
         data_dir=data_dir, namespace="akasha-bench", serve={"port": port}, **overrides
     )
     # Ray prints to stdout; a benchmark's stdout is for its JSON report alone.
+    ray_internals.serve_throughput_env(os.environ)  # as `akasha up` starts its cluster
     with contextlib.redirect_stdout(sys.stderr):
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         try:

@@ -21,6 +21,7 @@ import yaml
 from ray.serve.schema import HTTPOptionsSchema, ServeApplicationSchema, ServeDeploySchema
 
 from akasha_ray import observability
+from akasha_ray.ray_internals import SERVE_THROUGHPUT_ENV
 from tests.conftest import VENV_BIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,6 +285,13 @@ def test_dockerfile_installs_the_package_with_the_cpu_torch_pin():
     }
     for path in copied - {"pyproject.toml", "README.md"}:
         assert (ROOT / path).is_dir(), path
+
+
+def test_the_image_runs_serve_as_akasha_up_does():
+    env = dict(
+        pair.split("=", 1) for op, args in _dockerfile() if op == "ENV" for pair in args.split()
+    )
+    assert {name: env.get(name) for name in SERVE_THROUGHPUT_ENV} == SERVE_THROUGHPUT_ENV
 
 
 # -- Helm values ----------------------------------------------------------------------------------
