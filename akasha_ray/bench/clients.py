@@ -8,13 +8,12 @@ A whole Akasha on the embedded defaults (its own local cluster, served over HTTP
 run a closed loop for `--ramp` + `--seconds`, counted over the last `--seconds` (the steady
 state): 80% text searches of one system (the default ranking), 20% ingests of 20 memories
 (LoCoMo dev turns, read in place), each for a random system: the mix of the issue's first
-measurement. A 503 is a refusal, not an error: its client waits Retry-After,
-as a well-behaved client does, then goes on. Per level: requests answered (2xx) per second, of
-them searches per second and memories ingested per second (ingests have a lane of their own,
-which refuses first under overload), p50/p95/p99 of the answered searches and ingests, every
-status seen. `collapse_ratio` is the
-rate at the highest level over the best rate at any level (the issue's target: >= 0.9; the
-peer here is Akasha's own best level). JSON on stdout, progress on stderr.
+measurement. A 503 is a refusal, not an error: its client waits Retry-After, as a well-behaved
+client does, then goes on. Per level: requests answered (2xx) per second, of them searches per
+second and memories ingested per second (ingests have a lane of their own, which refuses first
+under overload), p50/p95/p99 of the answered searches and ingests, every status seen.
+`collapse_ratio` is the rate at the highest level over the best rate at any level (the issue's
+target: >= 0.9; the peer here is Akasha's own best level). JSON on stdout, progress on stderr.
 """
 
 from __future__ import annotations
