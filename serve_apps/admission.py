@@ -60,7 +60,7 @@ class Limits:
 
     def bounds(self, lane: str) -> tuple[int, int]:
         """(at once, waiting) of a lane."""
-        if lane == "ingest":
+        if lane == "ingests":
             return self.ingests_ongoing, self.ingests_queued
         return self.ongoing, self.queued
 
@@ -128,7 +128,8 @@ class Admission:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.lanes = {"ingest": Lane("ingest"), "requests": Lane("requests")}
+        # Named for what they hold: the name is also the refusal's word for it.
+        self.lanes = {name: Lane(name) for name in ("ingests", "requests")}
 
     @classmethod
     def configure(cls, limits: Limits) -> None:
@@ -140,10 +141,9 @@ class Admission:
             await self.app(scope, receive, send)
             return
         limits = self.limits
-        lane = self.lanes["ingest" if (scope.get("method"), path) == INGEST else "requests"]
+        lane = self.lanes["ingests" if (scope.get("method"), path) == INGEST else "requests"]
         if lane.full(limits):
-            what = "ingests" if lane.name == "ingest" else "requests"
-            why = f"busy: {lane.waiting} {what} already wait (retry)"
+            why = f"busy: {lane.waiting} {lane.name} already wait (retry)"
             retry_after_s = lane.retry_after_s(limits.retry_after_s)
             lane.refused()
             await _refuse(send, why, retry_after_s)
