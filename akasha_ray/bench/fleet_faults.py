@@ -6,11 +6,13 @@ After each fault, the injector waits for recovery without lending a hand: `/heal
 all `ok` and a probe that needs the component answering whole (a search not `partial`, a metrics
 query, a graph read). Recovery time is from the fault (for a stop: from the SIGCONT too) to the
 first moment both hold. The error window is read afterwards from the load's request log: from the
-first failed request (no answer, 5xx, or a partial search) started after the fault to the end of
-the last one, before the next fault."""
+first failed request (no answer, 5xx, or a partial search) of the fault to the end of the last. A
+failed request is the fault's when the fault was the last injected before the request ended (one
+sent a moment before a fault and run into it is that fault's, not the previous one's)."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import random
@@ -242,11 +244,22 @@ def _failed(row: dict[str, Any]) -> bool:
 def error_windows(rows: list[dict[str, Any]], results: list[dict], ended: float) -> None:
     """Add each fault's error window (from the request log) to its result."""
     injected = [r for r in results if "injected_at" in r]
+    times = [r["injected_at"] for r in injected]
+
+    def owner(row: dict[str, Any]) -> int:
+        """The last fault injected before the request ended (-1: none): one that began just
+        before a fault and ran into it failed of that fault, not of the one before."""
+        return bisect.bisect_right(times, row["start"] + row["ms"] / 1000) - 1
+
+    failed_by_fault: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        if _failed(r):
+            failed_by_fault.setdefault(owner(r), []).append(r)
     for i, result in enumerate(injected):
-        start = result["injected_at"]
-        end = injected[i + 1]["injected_at"] if i + 1 < len(injected) else ended
+        start = times[i]
+        end = times[i + 1] if i + 1 < len(times) else ended
         inside = [r for r in rows if start <= r["start"] < end]
-        failed = [r for r in inside if _failed(r)]
+        failed = failed_by_fault.get(i, [])
         statuses = Counter(str(r["status"]) for r in failed if not r["partial"])
         window: dict[str, Any] = {
             "requests": len(inside),
@@ -257,7 +270,7 @@ def error_windows(rows: list[dict[str, Any]], results: list[dict], ended: float)
             "failed_routes": dict(Counter(r["route"] for r in failed).most_common()),
         }
         if failed:
-            first = min(r["start"] for r in failed)
+            first = max(start, min(r["start"] for r in failed))
             last_end = max(r["start"] + r["ms"] / 1000 for r in failed)
             window |= {
                 "first_error_after_s": round(first - start, 2),

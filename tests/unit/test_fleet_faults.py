@@ -18,7 +18,7 @@ def test_schedule_spreads_faults_between_warmup_and_tail():
     assert fleet_faults.schedule([], 100, 10, 30) == []
 
 
-def test_error_window_runs_from_first_failure_to_end_of_last_before_next_fault():
+def test_error_window_runs_from_first_failure_to_end_of_last_of_the_fault():
     results = [{"fault": "warm", "injected_at": 100.0}, {"fault": "s3", "injected_at": 200.0}]
     rows = [
         row(99, 500),  # before the fault: not its error
@@ -26,11 +26,12 @@ def test_error_window_runs_from_first_failure_to_end_of_last_before_next_fault()
         row(102, 503, ms=2000),  # first failure: 2 s after the fault
         row(105, 200, partial=True, route="search"),  # partial counts, ends at 105.1
         row(150, 200),
+        row(199.9, 200, ms=10_000, partial=True),  # sent just before the next fault, ran into it
         row(201, 0, ms=500),  # the next fault's
     ]
     fleet_faults.error_windows(rows, results, ended=300.0)
     first = results[0]["window"]
-    assert first["requests"] == 4
+    assert first["requests"] == 5
     assert first["failed"] == 2
     assert first["partial_searches"] == 1
     assert first["errors_by_status"] == {"503": 1}
@@ -38,8 +39,10 @@ def test_error_window_runs_from_first_failure_to_end_of_last_before_next_fault()
     assert first["first_error_after_s"] == 2.0
     assert first["error_window_s"] == 3.1  # 102 -> 105.1
     second = results[1]["window"]
+    assert second["failed"] == 2 and second["partial_searches"] == 1
     assert second["errors_by_status"] == {"0": 1}
-    assert second["error_window_s"] == 0.5
+    assert second["first_error_after_s"] == 0.0  # the window opens at the fault at the earliest
+    assert second["error_window_s"] == 9.9  # 200 -> 209.9
 
 
 def test_a_500_in_a_window_is_counted_apart_from_503():
