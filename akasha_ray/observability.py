@@ -195,6 +195,20 @@ class _Metrics:
             "Migration passes, by outcome (ok, error).",
             tag_keys=("outcome",),
         )
+        # Set by each ingress replica's admission (serve_apps/admission.py) as its lanes change.
+        self.admission_requests = metrics.Gauge(
+            "akasha_admission_requests",
+            "Requests in an ingress replica's admission lane (ingests: POST /v1/memories; "
+            "requests: the rest), by lane and state (running, waiting).",
+            tag_keys=("lane", "state"),
+        )
+        self.admission_refused = metrics.Counter(
+            "akasha_admission_refused_total",
+            "Requests an ingress replica answered 503 with Retry-After, by lane and reason "
+            "(full: the lane's running and waiting bounds were reached; deadline: no answer "
+            "within the request deadline).",
+            tag_keys=("lane", "reason"),
+        )
         # Set by each region-<name> coordinator (actors/region.py) every witness_check_s.
         self.replication_lag = metrics.Gauge(
             "akasha_replication_lag_seconds",
@@ -251,6 +265,16 @@ def count_migration(report: Mapping[str, Any] | None, ok: bool) -> None:
         moved = counts.get("moved", 0) if isinstance(counts, Mapping) else counts
         if isinstance(moved, int) and moved > 0:
             m.migrated.inc(moved, tags={"hop": str(hop)})
+
+
+def set_lane(lane: str, running: int, waiting: int) -> None:
+    m = _metrics()
+    m.admission_requests.set(running, tags={"lane": lane, "state": "running"})
+    m.admission_requests.set(waiting, tags={"lane": lane, "state": "waiting"})
+
+
+def count_refused(lane: str, reason: str) -> None:
+    _metrics().admission_refused.inc(1, tags={"lane": lane, "reason": reason})
 
 
 def set_replication_lag(region: str, duty: str, seconds: float, changes: int | None) -> None:

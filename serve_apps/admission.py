@@ -38,6 +38,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from akasha_ray import observability
 from akasha_ray.errors import Unavailable
 
 # Routes with a deadline of their own: a migration pass may take minutes (the migrator goes on
@@ -66,8 +67,9 @@ class Limits:
 
 
 class Lane:
-    """One bounded queue: the requests running and waiting in it, and when its requests finished
-    and were refused in the last RATE_WINDOW_S (what Retry-After is worked out from)."""
+    """One bounded queue: the requests running and waiting in it (also in the metrics, as
+    `akasha_admission_requests`), and when its requests finished and were refused in the last
+    RATE_WINDOW_S (what Retry-After is worked out from)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -87,11 +89,13 @@ class Lane:
         ongoing, _ = limits.bounds(self.name)
         async with self._turn:
             self.waiting += 1
+            self._show()
             try:
                 await self._turn.wait_for(lambda: self.running < ongoing)
             finally:
                 self.waiting -= 1
             self.running += 1
+            self._show()
         try:
             yield
         finally:
@@ -99,10 +103,17 @@ class Lane:
             self._forget_old()
             async with self._turn:
                 self.running -= 1
+                self._show()
                 self._turn.notify_all()
 
-    def refused(self) -> None:
-        self._refused.append(time.monotonic())
+    def refused(self, reason: str) -> None:
+        """A 503 (`reason`: full or deadline); a full lane's refusals count in Retry-After."""
+        observability.count_refused(self.name, reason)
+        if reason == "full":
+            self._refused.append(time.monotonic())
+
+    def _show(self) -> None:
+        observability.set_lane(self.name, self.running, self.waiting)
 
     def _forget_old(self) -> None:
         too_old = time.monotonic() - RATE_WINDOW_S
@@ -145,13 +156,16 @@ class Admission:
         if lane.full(limits):
             why = f"busy: {lane.waiting} {lane.name} already wait (retry)"
             retry_after_s = lane.retry_after_s(limits.retry_after_s)
-            lane.refused()
+            lane.refused("full")
             await _refuse(send, why, retry_after_s)
             return
         async with lane.place(limits):
-            await self._run(scope, receive, send, OWN_DEADLINE_S.get(path, limits.deadline_s))
+            deadline_s = OWN_DEADLINE_S.get(path, limits.deadline_s)
+            await self._run(scope, receive, send, lane, deadline_s)
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, deadline_s: float) -> None:
+    async def _run(
+        self, scope: Scope, receive: Receive, send: Send, lane: Lane, deadline_s: float
+    ) -> None:
         started = False
 
         async def sending(message: Message) -> None:
@@ -163,6 +177,7 @@ class Admission:
             await asyncio.wait_for(self.app(scope, receive, sending), deadline_s)
         except TimeoutError:
             if not started:  # once an answer has begun, cutting it short is all that is left
+                lane.refused("deadline")
                 why = f"no answer within {deadline_s:g} s (retry)"
                 await _refuse(send, why, self.limits.retry_after_s)
 

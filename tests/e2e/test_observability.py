@@ -1,10 +1,11 @@
 """What an operator watches, on the deployed Akasha: /metrics over HTTP (series move after
-requests, no tenant data in labels), request ids from the ingress to the keys actor's JSON log
-lines, and no API key in any of Ray's log files (a generated admin key on the shared deployment,
-a configured one on an Akasha of its own)."""
+requests, an ingest lane's refusals counted, no tenant data in labels), request ids from the
+ingress to the keys actor's JSON log lines, and no API key in any of Ray's log files (a generated
+admin key on the shared deployment, a configured one on an Akasha of its own)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -90,6 +91,49 @@ def test_metrics_move_after_requests(akasha, admin):
     for _, labels in now:
         for _, value in labels:
             assert system not in value and akasha["admin_key"] not in value
+
+
+def test_admission_refusals_are_counted_per_lane(akasha):
+    """More ingests at once than the ingress's ingest lane holds (4 running + 16 waiting): the
+    overflow gets 503s at once, and `akasha_admission_refused_total` counts exactly those."""
+    url, system = akasha["url"], f"obs-{uuid.uuid4().hex[:8]}"
+    refused = {"lane": "ingests", "reason": "full"}
+    before = _scrape(url)
+    text = "a long note about the weather and a train ticket to the coast " * 5
+
+    async def flood() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {akasha['admin_key']}"}
+        limits = httpx.Limits(max_connections=None)
+        async with httpx.AsyncClient(headers=headers, timeout=180, limits=limits) as http:
+            bodies = [
+                [
+                    {"system_id": system, "conversation_id": f"c{n}", "content": f"{text}{n}.{i}"}
+                    for i in range(64)
+                ]
+                for n in range(60)
+            ]
+            sends = (http.post(f"{url}/v1/memories", json={"memories": b}) for b in bodies)
+            return await asyncio.gather(*sends)
+
+    answers = asyncio.run(flood())
+    busy = [a for a in answers if a.status_code == 503]
+    assert {a.status_code for a in answers} == {201, 503}, [a.text for a in answers[:3]]
+    assert all("ingests already wait" in a.json()["message"] for a in busy)
+    assert all(int(a.headers["retry-after"]) >= 1 for a in busy)
+
+    def counted() -> bool:
+        return _total(_scrape(url), "akasha_admission_refused_total", **refused) >= _total(
+            before, "akasha_admission_refused_total", **refused
+        ) + len(busy)
+
+    _until(counted, f"akasha_admission_refused_total did not count the {len(busy)} refusals")
+    now = _scrape(url)
+    delta = _total(now, "akasha_admission_refused_total", **refused) - _total(
+        before, "akasha_admission_refused_total", **refused
+    )
+    assert delta == len(busy)
+    waiting = {(n, ls) for n, ls in now if n == "akasha_admission_requests"}
+    assert any(("lane", "ingests") in ls and ("state", "waiting") in ls for _, ls in waiting)
 
 
 def test_a_request_id_reaches_the_keys_actors_log(akasha, admin):
