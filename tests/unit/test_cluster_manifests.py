@@ -380,5 +380,7 @@ def test_grafana_dashboard_uses_only_exported_series():
         "akasha_memories_migrated_total",
         "akasha_component_up",
         "akasha_replication_lag_seconds",
+        "akasha_admission_requests",
+        "akasha_admission_refused_total",
     ):
         assert wanted in used, wanted
