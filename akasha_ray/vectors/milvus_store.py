@@ -29,8 +29,9 @@ By default a Milvus Lite file `<data_dir>/warm/milvus.db` (one process per file:
   `make_durable` has nothing to do; how that log survives a power cut is the broker's
   configuration. A server flush (sealing segments into object storage) would add nothing to that
   and costs seconds a call.
-- Searches wait on the server's clock only right after this owner wrote a system they cover
-  (Session); otherwise they read Bounded, which sees every older write (recent_writes.py).
+- Searches and reads by key wait on the server's clock only right after this owner wrote a system
+  they cover (Session); otherwise they read Bounded, which sees every older write
+  (recent_writes.py).
 - Each call to Milvus has a fixed cost (about 75 ms on Lite), so concurrent `search` calls with the
   same k and filters go together as one multi-vector search; `search_many` does the same for a
   caller holding several query vectors.
@@ -275,7 +276,10 @@ class MilvusStore:
     async def get(self, key: str) -> dict[str, Any] | None:
         with _unavailable("warm get failed"):
             rows = await self._client.query(
-                self.collection, filter=key_in([key]), output_fields=list(ROW_FIELDS)
+                self.collection,
+                filter=key_in([key]),
+                output_fields=list(ROW_FIELDS),
+                consistency_level=self.recent.consistency(_systems_of(key)),
             )
         return memory_of(rows[0]) if rows else None
 
@@ -634,3 +638,12 @@ def _unavailable(what: str, *more: type[BaseException]) -> Iterator[None]:
         yield
     except (*ERRORS, *more) as exc:
         raise Unavailable(f"{what}: {message_of(exc)}") from exc
+
+
+def _systems_of(key: str) -> list[str] | None:
+    """The system a key belongs to, as `RecentWrites.consistency` takes it (None, every system:
+    not a memory key, which the store looks up all the same)."""
+    try:
+        return [split_key(key)[0]]
+    except ValueError:
+        return None

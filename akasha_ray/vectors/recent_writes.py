@@ -1,4 +1,5 @@
-"""Which consistency a warm search needs to see every acknowledged write, and no more.
+"""Which consistency a warm search or read by key needs to see every acknowledged write, and no
+more.
 
 Milvus answers a search at a timestamp: Session waits until the server has applied this client's
 last write to the collection, any system's (measured on the 2.3.5 server: p95 200 to 260 ms

@@ -1,7 +1,8 @@
-"""A warm search sees every acknowledged write without waiting on the server's clock for each
-(recent_writes.py), on a real Milvus 2.3.5 server: right after a write to a system, a search of
-it (or of every system) finds the write, and after a delete misses it; a system not written for
-WINDOW_S is read Bounded, and still finds what was written before."""
+"""A warm search or read by key sees every acknowledged write without waiting on the server's
+clock for each (recent_writes.py), on a real Milvus 2.3.5 server: right after a write to a
+system, a search of it (or of every system) and a read of the key find the write, and after a
+delete miss it; a system not written for WINDOW_S is read Bounded, and still finds what was
+written before."""
 
 from __future__ import annotations
 
@@ -75,9 +76,11 @@ async def test_a_search_sees_each_write_at_once_on_a_server(tmp_path):
                     assert store.recent.consistency(scope) == "Session"
                     hits = await store.search(unit(seed), 3, scope, *window)
                     assert hits and hits[0]["id"] == key.split("/")[1], (seed, scope)
+                assert (await store.get(key))["id"] == key.split("/")[1]
                 assert await store.delete_many([key]) == [key]
                 hits = await store.search(unit(seed), 3, [system], *window)
                 assert key.split("/")[1] not in [h["id"] for h in hits]
+                assert await store.get(key) is None
             kept, kept_key = one_memory("sys-kept", 99)
             await store.insert(kept)
             time.sleep(6)  # older than Milvus's default gracefulTime (5 s): Bounded sees it
@@ -85,5 +88,6 @@ async def test_a_search_sees_each_write_at_once_on_a_server(tmp_path):
             assert store.recent.consistency(["sys-kept"]) == "Bounded"
             hits = await store.search(unit(99), 3, ["sys-kept"], *window)
             assert [h["id"] for h in hits] == [kept_key.split("/")[1]]
+            assert (await store.get(kept_key))["id"] == kept_key.split("/")[1]
         finally:
             await store.close()
