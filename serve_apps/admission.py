@@ -92,10 +92,10 @@ class Lane:
             self._show()
             try:
                 await self._turn.wait_for(lambda: self.running < ongoing)
-            finally:
+                self.running += 1
+            finally:  # admitted or cancelled while waiting: the metrics follow either way
                 self.waiting -= 1
-            self.running += 1
-            self._show()
+                self._show()
         try:
             yield
         finally:
