@@ -113,6 +113,18 @@ class Stack:
     def key(self, index: int) -> str:
         return self.parts[self.part[index]].keys[self.row[index]]
 
+    @cached_property
+    def keywords(self) -> tuple[KeywordIndex, np.ndarray]:
+        """The partitions' BM25 indexes joined into one (built on the first keyword search of
+        this stack, kept with it), and per row of it the stack's row: one pass over the
+        postings scores the whole stack, where an index per partition took one each."""
+        index, taken = KeywordIndex.joined([part.keywords[0] for part in self.parts])
+        starts = np.cumsum([0] + [len(part.keys) for part in self.parts[:-1]])
+        rows = np.concatenate(
+            [start + part.keywords[1] for start, part in zip(starts, self.parts, strict=True)]
+        )
+        return index, rows[taken]
+
 
 class PartitionCache:
     def __init__(self, max_bytes: int) -> None:

@@ -61,7 +61,6 @@ from akasha_ray.records import SCHEMA
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
 from akasha_ray.vectors.cold_cache import Partition, PartitionCache, Stack, created_within
-from akasha_ray.vectors.keyword_index import top_k_across
 from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 
 PREFIX = "cold"
@@ -237,8 +236,9 @@ class ColdStore:
         parts = await self._searched(k, system_ids, start, end, max_files)
         if not parts:
             return []
+        stack = self._partitions.stack(parts)
         found = await asyncio.to_thread(
-            _keyword_top_k, parts, text, k, _opt_us(start), _opt_us(end)
+            _keyword_top_k, stack, text, k, _opt_us(start), _opt_us(end)
         )
         return [{**part.memory(row), "bm25": score} for part, row, score in found]
 
@@ -570,22 +570,16 @@ def _top_k(
 
 
 def _keyword_top_k(
-    parts: list[Partition], text: str, k: int, start_us: int | None, end_us: int | None
+    stack: Stack, text: str, k: int, start_us: int | None, end_us: int | None
 ) -> list[tuple[Partition, int, float]]:
-    """(partition, row, BM25) of the best k rows created in [start, end], best first: the
-    partitions' own indexes (kept with them) ranked as one corpus."""
-    ranked, seen = [], set()
-    for part in parts:
-        index, _ = part.keywords
-        mask = index.passing(start_us, end_us)
-        for row in np.flatnonzero(mask).tolist():
-            key = index.key(row)
-            if key in seen:  # a crash mid-rewrite could leave a key twice: count it once
-                mask[row] = False
-            seen.add(key)
-        ranked.append((index, mask))
-    found = top_k_across(ranked, text, k)
-    return [(parts[i], int(parts[i].keywords[1][row]), score) for i, row, score in found]
+    """(partition, row, BM25) of the best k rows created in [start, end], best first, the
+    stack's partitions ranked as one corpus (a key a crash mid-rewrite left twice counts once)."""
+    index, stack_rows = stack.keywords
+    rows, scores = index.search_rows(text, k, start_us=start_us, end_us=end_us)
+    return [
+        (stack.parts[stack.part[at]], int(stack.row[at]), float(score))
+        for at, score in zip(stack_rows[rows].tolist(), scores.tolist(), strict=True)
+    ]
 
 
 _BY_KEY = f"{_KEY_SQL} IN (SELECT unnest($keys))"

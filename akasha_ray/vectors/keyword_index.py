@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -165,20 +165,73 @@ class KeywordIndex:
     ) -> tuple[list[str], np.ndarray]:
         """Top-k keys by BM25 over the rows that pass the filters, best first (ties by key);
         only rows holding a query term are returned."""
+        rows, scores = self.search_rows(query, k, system_ids, start_us, end_us, only_keys)
+        return [self._keys[row] for row in rows.tolist()], scores
+
+    def search_rows(
+        self,
+        query: str,
+        k: int,
+        system_ids: Sequence[str] | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        only_keys: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As `search`, the rows (in the order `add` appended them) instead of their keys."""
         terms = tokens(query)
         mask = self._mask(system_ids, start_us, end_us, only_keys)
         if k <= 0 or not terms or mask is None:
-            return [], np.empty(0)
-        n_docs, length, doc_freqs = self.corpus(terms, mask)
+            return np.empty(0, np.int64), np.empty(0)
+        n_docs, length, doc_freqs = self._corpus(terms, mask)
         if n_docs == 0:
-            return [], np.empty(0)
-        rows, scores = self.scores(terms, mask, n_docs, length / n_docs, doc_freqs)
-        ranked = best(scores, [self._keys[r] for r in rows], k)
-        return [self._keys[rows[i]] for i in ranked], scores[ranked]
+            return np.empty(0, np.int64), np.empty(0)
+        rows, scores = self._scores(terms, mask, n_docs, length / n_docs, doc_freqs)
+        ranked = best(scores, lambda i: self._keys[rows[i]], k)
+        return rows[ranked], scores[ranked]
 
-    def corpus(self, terms: Sequence[str], mask: np.ndarray) -> tuple[int, int, list[int]]:
+    @classmethod
+    def joined(cls, indexes: Sequence[KeywordIndex]) -> tuple[KeywordIndex, np.ndarray]:
+        """One index of the live rows of these (a key several hold is kept from the first), so
+        that they rank as one corpus in one pass; and per row of it, that row's position among
+        all their rows, counted in order (the first index's rows first, dead ones included)."""
+        out = cls()
+        taken: list[np.ndarray] = []
+        chunks: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        offset = 0
+        for index in indexes:
+            new_row = np.full(len(index._keys), -1, dtype=np.int32)
+            for row, key in enumerate(index._keys):
+                if index._alive[row] and key not in out._row_of:
+                    new_row[row] = out._row_of[key] = len(out._keys)
+                    out._keys.append(key)
+            kept = np.flatnonzero(new_row >= 0)
+            taken.append(kept + offset)
+            offset += len(index._keys)
+            codes = np.zeros(max(len(index._system_code), 1), dtype=np.int32)
+            for system_id, code in index._system_code.items():
+                codes[code] = out._system_code.setdefault(system_id, len(out._system_code))
+            out._length.extend(np.frombuffer(index._length, dtype=np.int32)[kept].tolist())
+            out._time_us.extend(np.frombuffer(index._time_us, dtype=np.int64)[kept].tolist())
+            out._system.extend(codes[np.frombuffer(index._system, dtype=np.int32)[kept]].tolist())
+            for term, (rows, counts) in index._postings.items():
+                moved = new_row[np.frombuffer(rows, dtype=np.int32)]
+                there = moved >= 0
+                if there.any():
+                    counts_np = np.frombuffer(counts, dtype=np.int32)[there]
+                    chunks.setdefault(term, []).append((moved[there], counts_np))
+        out._alive = array("b", bytes([1]) * len(out._keys))
+        out._postings = {
+            term: (
+                array("i", np.concatenate([r for r, _ in parts]).tobytes()),
+                array("i", np.concatenate([c for _, c in parts]).tobytes()),
+            )
+            for term, parts in chunks.items()
+        }
+        return out, np.concatenate(taken) if taken else np.empty(0, np.int64)
+
+    def _corpus(self, terms: Sequence[str], mask: np.ndarray) -> tuple[int, int, list[int]]:
         """Of the rows `mask` keeps: how many, their total length in terms, and per term how
-        many hold it (BM25's N, average length and n, when several indexes rank as one)."""
+        many hold it (BM25's N, average length and n)."""
         lengths = np.frombuffer(self._length, dtype=np.int32)
         doc_freqs = []
         for term in terms:
@@ -187,7 +240,7 @@ class KeywordIndex:
             doc_freqs.append(int(np.count_nonzero(mask[rows])))
         return int(np.count_nonzero(mask)), int(lengths[mask].sum()), doc_freqs
 
-    def scores(
+    def _scores(
         self,
         terms: Sequence[str],
         mask: np.ndarray,
@@ -198,7 +251,7 @@ class KeywordIndex:
         """The rows `mask` keeps that hold a query term, and their BM25 over that corpus."""
         lengths = np.frombuffer(self._length, dtype=np.int32)
         total = np.zeros(len(self._keys))
-        touched = []
+        touched = np.zeros(len(self._keys), dtype=bool)
         for term, doc_freq in zip(terms, doc_freqs, strict=True):
             posting = self._postings.get(term)
             if posting is None or doc_freq == 0:
@@ -209,19 +262,9 @@ class KeywordIndex:
             rows, counts = rows[kept], counts[kept]
             norm = K1 * (1 - B + B * lengths[rows] / avg_length)
             total[rows] += idf(n_docs, doc_freq) * counts * (K1 + 1) / (counts + norm)
-            touched.append(rows)
-        if not touched:
-            return np.empty(0, np.int64), np.empty(0)
-        rows = np.unique(np.concatenate(touched))
+            touched[rows] = True
+        rows = np.flatnonzero(touched)
         return rows, total[rows]
-
-    def passing(self, start_us: int | None, end_us: int | None) -> np.ndarray:
-        """The mask of live rows created in [start, end]."""
-        mask = self._mask(None, start_us, end_us, None)
-        return np.zeros(0, dtype=bool) if mask is None else mask
-
-    def key(self, row: int) -> str:
-        return self._keys[row]
 
     def _mask(self, system_ids, start_us, end_us, only_keys) -> np.ndarray | None:
         n = len(self._keys)
@@ -265,37 +308,11 @@ class KeywordIndex:
         self._dead = 0
 
 
-def best(scores: np.ndarray, keys: Sequence[str], k: int) -> list[int]:
-    """Positions of the k best scores, best first, ties by key."""
+def best(scores: np.ndarray, key_of: Callable[[int], str], k: int) -> list[int]:
+    """Positions of the k best scores, best first, ties by key (`key_of(position)`, asked only
+    of the rows that tie or beat the k-th)."""
     order = np.arange(len(scores))
     if len(order) > k:  # keep every row scoring at least the k-th: ties still rank by key
         kth = np.partition(scores, len(scores) - k)[len(scores) - k]
         order = order[scores >= kth]
-    return sorted(order.tolist(), key=lambda i: (-scores[i], keys[i]))[:k]
-
-
-def top_k_across(
-    parts: Sequence[tuple[KeywordIndex, np.ndarray]], query: str, k: int
-) -> list[tuple[int, int, float]]:
-    """BM25 top-k over several indexes ranked as one corpus (each with the mask of its rows
-    that pass): (index position, row, score), best first, ties by key."""
-    terms = tokens(query)
-    if k <= 0 or not terms or not parts:
-        return []
-    n_docs, length, doc_freqs = 0, 0, [0] * len(terms)
-    for index, mask in parts:
-        n, total, freqs = index.corpus(terms, mask)
-        n_docs, length = n_docs + n, length + total
-        doc_freqs = [a + b for a, b in zip(doc_freqs, freqs, strict=True)]
-    if n_docs == 0:
-        return []
-    hits, scores, keys = [], [], []
-    for position, (index, mask) in enumerate(parts):
-        rows, found = index.scores(terms, mask, n_docs, length / n_docs, doc_freqs)
-        hits += [(position, int(r)) for r in rows]
-        keys += [index.key(int(r)) for r in rows]
-        scores.append(found)
-    if not hits:
-        return []
-    merged = np.concatenate(scores)
-    return [(*hits[i], float(merged[i])) for i in best(merged, keys, k)]
+    return sorted(order.tolist(), key=lambda i: (-scores[i], key_of(i)))[:k]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from akasha_ray.vectors.keyword_index import K1, B, KeywordIndex, idf, tokens, top_k_across
+from akasha_ray.vectors.keyword_index import K1, B, KeywordIndex, idf, tokens
 
 
 class LuceneBM25(BM25Okapi):
@@ -109,19 +109,27 @@ def test_stemming_and_stop_words() -> None:
 
 
 @pytest.mark.parametrize("query", ["running in Paris", "apple apple dog", "tennis", "cats"])
-def test_several_indexes_rank_as_one_corpus(query: str) -> None:
-    """The cold archive's way: an index per partition, each with the mask of its rows in the
-    time range, scored with the statistics of all the rows that pass, as rank_bm25 over them."""
+def test_joined_indexes_rank_as_one_corpus(query: str) -> None:
+    """The cold archive's way: an index per partition, joined into one per search stack and
+    scored with the statistics of all the rows that pass, as rank_bm25 over them. A key two
+    partitions hold (a crash mid-rewrite) counts once, from the first; a deleted row not at all."""
     rows = corpus(400, seed=11)
-    parts = [rows[:150], rows[150:170], rows[170:]]
+    parts = [rows[:150], rows[150:170] + rows[:5], rows[170:]]
+    indexes = [index_of(part) for part in parts]
+    assert indexes[2].remove(rows[170][0])
+    joined, taken = KeywordIndex.joined(indexes)
+    everything = [row for part in parts for row in part]
+    assert len(joined) == len(rows) - 1
+    assert [everything[i][0] for i in taken] == [r[0] for r in rows if r != rows[170]]
     start, end = 40_000, 330_000
-    masked = [(index_of(part), None) for part in parts]
-    masked = [(index, index.passing(start, end)) for index, _ in masked]
-    found = top_k_across(masked, query, 10)
-    keys = [masked[i][0].key(row) for i, row, _ in found]
-    passing = [r for r in rows if start <= r[2] <= end]
-    assert_same((keys, np.array([s for *_, s in found])), peer_top(passing, query, 10))
-    assert top_k_across(masked, "the of", 10) == []
+    passing = [r for r in rows if start <= r[2] <= end and r != rows[170]]
+    assert_same(joined.search(query, 10, None, start, end), peer_top(passing, query, 10))
+    only_s1 = [r for r in passing if r[1] == "s1"]
+    assert_same(joined.search(query, 10, ["s1"], start, end), peer_top(only_s1, query, 10))
+    assert joined.search("the of", 10)[0] == []
+    found, scores = joined.search_rows(query, 3)
+    assert joined.search(query, 3)[0] == [everything[taken[r]][0] for r in found]
+    assert len(scores) == len(found)
 
 
 def test_a_hot_shard_keeps_its_keyword_index_in_step(tmp_path) -> None:
