@@ -7,7 +7,7 @@ import pytest
 from akasha_ray.identity import keys_of, memory_key
 from akasha_ray.models import MemoryIn
 from akasha_ray.records import build_batch
-from akasha_ray.vectors.hot_shard import HotShard
+from akasha_ray.vectors.hot_shard import LOOKUP_KEYS_MAX, HotShard
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -186,3 +186,56 @@ def test_undo_removes_only_what_one_write_stored_even_after_a_retry(shard):
     assert shard.undo(["sys-a/msg-1", "sys-a/msg-2"], "w1") == ["sys-a/msg-1"]
     assert shard.get("sys-a/msg-1") is None
     assert shard.get("sys-a/msg-2")["content"] == "two"  # another write's row stays
+
+
+def test_few_and_many_keys_find_the_same_rows(shard):
+    """Up to LOOKUP_KEYS_MAX keys go through the memory_key index, more through a join: the
+    same rows either way, unknown and other-system keys left out."""
+    batch, _ = _batch(2 * LOOKUP_KEYS_MAX + 10, systems=3)
+    shard.insert(batch, write_id="w1")
+    keys = keys_of(batch)
+    stranger = "sys-9/" + batch.column("id")[0].as_py()  # an id of sys-0 under another system
+    many = [*keys[: LOOKUP_KEYS_MAX + 5], "sys-0/nobody", stranger]
+    few = [many[:100], many[100:200], many[200:]]
+    assert all(len(part) <= LOOKUP_KEYS_MAX for part in few) and len(many) > LOOKUP_KEYS_MAX
+
+    def found(rows):
+        return sorted(memory_key(r["system_id"], r["id"]) for r in rows)
+
+    assert found(shard.get_many(many)) == sorted(keys[: LOOKUP_KEYS_MAX + 5])
+    assert found(shard.get_many(many)) == sorted(k for p in few for k in found(shard.get_many(p)))
+    assert shard.existing(many) == {k: v for p in few for k, v in shard.existing(p).items()}
+    assert sorted(shard.undo(many, "w1")) == sorted(keys[: LOOKUP_KEYS_MAX + 5])
+    assert shard.get_many(many) == [] and len(shard.get_many(keys)) == LOOKUP_KEYS_MAX + 5
+
+
+def test_a_shard_written_before_the_key_column_gets_it_on_open(tmp_path):
+    """A file of the earlier layout (no memory_key) is given the column, filled in, and its
+    index on open; reads by key, searches and new writes then work as on a new shard."""
+    import duckdb
+
+    from akasha_ray.records import SCHEMA
+    from akasha_ray.vectors.hot_shard import _DDL
+
+    batch, x = _batch(40)
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute(_DDL)
+        db.register("batch", batch)
+        names = ", ".join(SCHEMA.names)
+        db.execute(f"INSERT INTO memories ({names}) SELECT {names} FROM batch")
+    shard = HotShard(path)
+    try:
+        keys = keys_of(batch)
+        assert len(shard.get_many(keys[:5])) == 5 and len(shard.existing(keys)) == 40
+        assert shard.search(x[3], 1)[0]["id"] == batch.column("id")[3].as_py()
+        later, _ = _batch(5, seed=1, offset=100)
+        assert shard.insert(later) == keys_of(later)
+        assert len(shard.get_many(keys_of(later))) == 5
+    finally:
+        shard.close()
+    shard = HotShard(path)  # opened again: the column is there, nothing is redone
+    try:
+        assert len(shard.get_many(keys_of(batch) + keys_of(later))) == 45
+    finally:
+        shard.close()
