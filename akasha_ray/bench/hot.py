@@ -244,10 +244,12 @@ def main(argv: list[str] | None = None) -> int:
             search, search_data = bench_search(args, work, rng)
             from akasha_ray import demo
 
-            # Real texts, dated now: the ingest path under test is embed + hot shard write.
+            # Real texts, dated now: the ingest path under test is embed + hot shard write. Each
+            # its own id: without one, two equal texts of a conversation in one batch would be
+            # one memory (ids derive from the content and time), with other metadata: a 409.
             records = [
-                {k: v for k, v in r.items() if k != "created_at"}
-                for r in demo.generate(args.ingest_texts, seed=args.seed)
+                {"id": f"ingest-{i}", **{k: v for k, v in r.items() if k != "created_at"}}
+                for i, r in enumerate(demo.generate(args.ingest_texts, seed=args.seed))
             ]
             plain = bench_plain_encode(records) if records else None
             served = None if args.no_http else bench_http(args, work, search_data, records)
