@@ -9,8 +9,10 @@ until there are `--memories`, dated over `--days` days ending 120 days ago: olde
 warm_days (the cold tier), within tiers.cold_search_days (what a search without `start`
 reaches). A second system's archive of the same size sits beside it, so the search has a system
 filter to apply. Searches: `include_cold`, the one system, by vector (the cold path alone) and by
-text (the default ranking, hybrid, query embedding included). Prints one JSON document on
-stdout; progress goes to stderr.
+text in each mode (hybrid is the default; the query's embedding included), each with every
+tier's own latency (p50, from the answers' `tiers`), beside plain sentence-transformers encoding
+the same query texts one at a time (the part of a search by text no tier can save). Prints one
+JSON document on stdout; progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from akasha_ray.ports import free_port
 
 SYSTEMS = ("archive-bot", "other-bot")
 BATCH = 500
+MODES = ("vector", "keyword", "hybrid")
 
 
 def log(message: str) -> None:
@@ -54,8 +57,9 @@ def memories(texts: list[str], n: int, days: int, system: str) -> list[dict[str,
     ]
 
 
-def plain_encode(texts: list[str]) -> float:
-    """Seconds plain sentence-transformers takes to encode `texts` (the peer)."""
+def plain_encode(texts: list[str], queries: list[str]) -> tuple[float, dict[str, float]]:
+    """Seconds plain sentence-transformers takes to encode `texts` (the backfill's peer), and
+    its latency encoding each of `queries` alone (the query embedding's)."""
     from sentence_transformers import SentenceTransformer
 
     from akasha_ray.embedding import bundled_model_path
@@ -64,7 +68,13 @@ def plain_encode(texts: list[str]) -> float:
     model.encode(texts[:64], batch_size=64)  # warm-up
     started = time.perf_counter()
     model.encode(texts, batch_size=64, normalize_embeddings=True)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    one = []
+    for query in queries:
+        started = time.perf_counter()
+        model.encode([query], normalize_embeddings=True, show_progress_bar=False)
+        one.append(time.perf_counter() - started)
+    return seconds, summarize(one)
 
 
 def backfill(http, rows: list[dict[str, Any]]) -> float:
@@ -76,7 +86,8 @@ def backfill(http, rows: list[dict[str, Any]]) -> float:
     return time.perf_counter() - started
 
 
-def search_times(http, bodies: list[dict[str, Any]]) -> tuple[dict[str, float], list[dict]]:
+def search_times(http, bodies: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict]]:
+    """Latency over HTTP, with each tier's own p50 (`tier_p50_ms`), and the answers."""
     seconds, answers = [], []
     for body in bodies[:5]:  # warm-up: the first search decodes the archive's files
         http.post("/v1/search", json=body).raise_for_status()
@@ -86,7 +97,12 @@ def search_times(http, bodies: list[dict[str, Any]]) -> tuple[dict[str, float], 
         seconds.append(time.perf_counter() - started)
         response.raise_for_status()
         answers.append(response.json())
-    return summarize(seconds), answers
+    tiers: dict[str, list[float]] = {}
+    for answer in answers:
+        for tier in answer["tiers"]:
+            tiers.setdefault(tier["tier"], []).append(tier["latency_ms"])
+    by_tier = {tier: round(float(np.median(ms)), 2) for tier, ms in tiers.items()}
+    return {**summarize(seconds), "tier_p50_ms": by_tier}, answers
 
 
 def numpy_peer(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[dict, list[list[int]]]:
@@ -112,8 +128,10 @@ def main(argv: list[str]) -> int:
     archives = {s: memories(texts, args.memories, args.days, s) for s in SYSTEMS}
     mine = archives[SYSTEMS[0]]
     contents = [m["content"] for m in mine]
-    log(f"plain encode of {len(contents)} texts (the peer)")
-    encode_s = plain_encode(contents)
+    rng = np.random.default_rng(0)
+    asked = rng.choice(len(mine), args.searches, replace=len(mine) < args.searches)
+    log(f"plain encode of {len(contents)} texts, then of {len(asked)} queries alone (the peer)")
+    encode_s, plain_query = plain_encode(contents, [contents[i] for i in asked])
 
     with (
         tempfile.TemporaryDirectory(prefix="akasha-bench-cold-") as folder,
@@ -123,17 +141,19 @@ def main(argv: list[str]) -> int:
         backfill_s = backfill(http, mine)
         backfill(http, archives[SYSTEMS[1]])
         tiers = http.get("/v1/tiers").json()
-        rng = np.random.default_rng(0)
-        asked = rng.choice(len(mine), args.searches, replace=len(mine) < args.searches)
         from akasha_ray.embedding import Embedder
 
         queries = Embedder().embed([contents[i] for i in asked])
         base = {"system_ids": [SYSTEMS[0]], "include_cold": True, "limit": args.limit}
         by_vector = [{**base, "vector": q.tolist(), "mode": "vector"} for q in queries]
-        by_text = [{**base, "query": contents[i]} for i in asked]
-        log(f"{args.searches} searches by vector, then by text, over HTTP")
+        log(f"{args.searches} searches by vector, then by text in each mode, over HTTP")
         vector_http, vector_answers = search_times(http, by_vector)
-        text_http, _ = search_times(http, by_text)
+        text_http = {
+            mode: search_times(http, [{**base, "query": contents[i], "mode": mode} for i in asked])[
+                0
+            ]
+            for mode in MODES
+        }
 
     log("numpy peer over the same vectors")
     vectors = Embedder().embed(contents)
@@ -142,7 +162,6 @@ def main(argv: list[str]) -> int:
     got = [[h["id"] for h in a["results"]] for a in vector_answers]
     overlap = [len(set(e) & set(g)) / len(e) for e, g in zip(expected, got, strict=True)]
     agreement = float(np.mean(overlap))
-    cold_tier = [t for a in vector_answers for t in a["tiers"] if t["tier"] == "cold"]
     report = {
         "benchmark": "cold",
         "machine": machine(),
@@ -151,8 +170,8 @@ def main(argv: list[str]) -> int:
         "days": args.days,
         "memories_by_tier": {t["tier"]: t["count"] for t in tiers["tiers"]},
         "search_http_by_vector": vector_http,
-        "search_http_by_text_hybrid": text_http,
-        "cold_tier_latency_ms_p50": float(np.median([t["latency_ms"] for t in cold_tier])),
+        "search_http_by_text": text_http,
+        "plain_encode_one_query": plain_query,
         "numpy_peer": peer,
         "http_vs_numpy_p95": ratio(vector_http["p95_ms"], peer["p95_ms"]),
         "top_k_agreement_with_numpy": round(agreement, 4),
