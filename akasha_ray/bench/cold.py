@@ -148,12 +148,10 @@ def main(argv: list[str]) -> int:
         by_vector = [{**base, "vector": q.tolist(), "mode": "vector"} for q in queries]
         log(f"{args.searches} searches by vector, then by text in each mode, over HTTP")
         vector_http, vector_answers = search_times(http, by_vector)
-        text_http = {
-            mode: search_times(http, [{**base, "query": contents[i], "mode": mode} for i in asked])[
-                0
-            ]
-            for mode in MODES
-        }
+        text_http = {}
+        for mode in MODES:
+            bodies = [{**base, "query": contents[i], "mode": mode} for i in asked]
+            text_http[mode], _ = search_times(http, bodies)
 
     log("numpy peer over the same vectors")
     vectors = Embedder().embed(contents)
