@@ -201,6 +201,19 @@ def _create(client: MilvusClient, collection: str, index_type: str) -> None:
     client.load_collection(collection)
 
 
+def flat_on_lite(client: MilvusClient, collection: str) -> None:
+    """Lite: give a collection built with another index type (by an earlier Akasha) a FLAT one.
+    The warm owner searches its own vectors in memory, and Lite would rebuild the graphs of a
+    HNSW index on every load and after every compaction: minutes of CPU at a million rows."""
+    if not client.has_collection(collection):
+        return
+    if client.describe_index(collection, "embedding").get("index_type") == "FLAT":
+        return
+    client.release_collection(collection)
+    client.drop_index(collection, "embedding")
+    client.create_index(collection, index_params("FLAT"), sync=False)
+
+
 def _load_existing(
     client: MilvusClient, collection: str, requested: str, probe_timeout_s: float
 ) -> IndexChoice:

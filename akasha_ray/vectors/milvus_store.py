@@ -14,12 +14,15 @@ By default a Milvus Lite file `<data_dir>/warm/milvus.db` (one process per file:
 - Insert is idempotent by key: the keys already stored are looked up (Strong consistency) and
   skipped, under a lock so two concurrent inserts cannot both add one key (Milvus itself would
   keep both rows). Rows go as columnar requests built from the Arrow batch (milvus_rows.py).
-- Lite keeps new rows in a memtable until a flush; its searches and scans read that memtable row
-  by row in Python (20,000 unflushed rows cost about a second a search), while reads by key find
-  them in a dict. So on Lite an insert leaves its rows unflushed, and the store flushes before its
-  next scan (search, keys_before, stats) or when `flush()` is called (a migration does, once at its
-  end). A server seals segments itself; an explicit flush there costs seconds, so `flush()` does
-  nothing on a server.
+- Searches on Lite do not ask Lite: the owner scans its own exact in-memory index of the vectors
+  and reads the hits by key (warm_vectors.py says why). On Lite the collection's index is FLAT,
+  which costs nothing to build, whatever `warm.index_type` says (that is for servers).
+- Lite keeps new rows in a memtable until a flush; its scans read that memtable row by row in
+  Python (20,000 unflushed rows cost about a second a query), while reads by key find them in a
+  dict. So on Lite an insert leaves its rows unflushed, and the store flushes before its next scan
+  (keys_before, stats) or when `flush()` is called (a migration does, once at its end). A server
+  seals segments itself; an explicit flush there costs seconds, so `flush()` does nothing on a
+  server.
 - Durability (`make_durable`): on Lite, an acknowledged insert is in the OS page cache (it
   survives a `kill -9` of any process, not a power cut); `make_durable` fsyncs what Lite wrote
   (lite_files.py says what and what is left: its background compaction). After a flush (ours, or
@@ -32,15 +35,16 @@ By default a Milvus Lite file `<data_dir>/warm/milvus.db` (one process per file:
 - Searches and reads by key wait on the server's clock only right after this owner wrote a system
   they cover (Session); otherwise they read Bounded, which sees every older write
   (recent_writes.py).
-- Each call to Milvus has a fixed cost (about 75 ms on Lite), so concurrent `search` calls with the
-  same k and filters go together as one multi-vector search; `search_many` does the same for a
-  caller holding several query vectors.
+- Each call to Milvus has a fixed cost, so concurrent `search` calls with the same k and filters
+  go together as one multi-vector search (on Lite, one read of their hits by key); `search_many`
+  does the same for a caller holding several query vectors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -64,6 +68,7 @@ from akasha_ray.identity import key_array, keys_of, split_key
 from akasha_ray.records import time_us_of
 from akasha_ray.times import from_us, to_us
 from akasha_ray.vectors.base import normalized
+from akasha_ray.vectors.flat_index import FlatIndex
 from akasha_ray.vectors.lite_files import LiteFiles
 from akasha_ray.vectors.milvus_rows import (
     FETCH_FIELDS,
@@ -79,6 +84,7 @@ from akasha_ray.vectors.milvus_rows import (
 from akasha_ray.vectors.milvus_setup import (
     ERRORS,
     IndexChoice,
+    flat_on_lite,
     message_of,
     prepare_collection,
     search_params,
@@ -86,6 +92,7 @@ from akasha_ray.vectors.milvus_setup import (
 from akasha_ray.vectors.recent_writes import RecentWrites
 from akasha_ray.vectors.summaries import ALL, Entry, Summaries
 from akasha_ray.vectors.warm_keywords import WarmKeywords
+from akasha_ray.vectors.warm_vectors import WarmVectors
 
 logger = logging.getLogger("akasha.warm")
 
@@ -131,7 +138,11 @@ class MilvusStore:
         # Per-system counts kept on write; a system is counted by Milvus (a query within its
         # partition-key bucket) the first time it is asked for, or after a delete.
         self.summaries = Summaries()
-        self.keywords = WarmKeywords(client, collection)  # BM25 beside Milvus (warm_keywords.py)
+        # BM25 beside Milvus (warm_keywords.py)
+        self.keywords = WarmKeywords(client, collection, lite_path)
+        # Lite: the exact vector index the owner searches in place of Lite's (warm_vectors.py).
+        self.vectors = None if lite_path is None else WarmVectors(client, collection, lite_path)
+        self._vectors_built: asyncio.Task | None = None
         self.recent = RecentWrites()  # the consistency a search needs (recent_writes.py)
 
     @classmethod
@@ -150,9 +161,10 @@ class MilvusStore:
         uri = config.uri or str(lite_path)
         where = f"Milvus Lite at {lite_path}" if lite_path else f"Milvus at {config.uri}"
         token = config.token.get_secret_value() if config.token else ""
+        index_type = config.index_type if config.uri else "FLAT"  # Lite: searched in memory
         with _unavailable(f"cannot open the warm tier on {where}"):
             index = await asyncio.to_thread(
-                _prepare, uri, token, collection, config.index_type, probe_timeout_s
+                _prepare, uri, token, collection, index_type, probe_timeout_s, lite_path is not None
             )
         if index.fallback_reason:
             logger.warning(
@@ -163,7 +175,10 @@ class MilvusStore:
                 index.fallback_reason,
             )
         client = AsyncMilvusClient(uri=uri, token=token)
-        return cls(client, collection, index, lite_path=lite_path, where=where)
+        store = cls(client, collection, index, lite_path=lite_path, where=where)
+        if store.vectors is not None:  # start reading the vectors now, not at the first search
+            store._vectors_built = asyncio.create_task(store._build_vectors_early())
+        return store
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -184,10 +199,13 @@ class MilvusStore:
                 # Before the first request: a failed insert may leave rows that a retry finds
                 # stored and acknowledges.
                 self.recent.wrote(set(systems))
-                for request in requests:
-                    await self._send_insert(request)
+                with self._indexes_in_step():
+                    for request in requests:
+                        await self._send_insert(request)
+                    if self.vectors is not None:
+                        self.vectors.added(batch)
+                    self.keywords.added(batch)
                 self.summaries.added(systems, time_us_of(batch).tolist())
-                self.keywords.added(batch)
                 if self._lite_path is not None:
                     self._unflushed += batch.num_rows
             await self._after_lite_write()
@@ -210,9 +228,10 @@ class MilvusStore:
         async with self._write_lock:
             await self.flush_locked()
 
-    async def flush_locked(self) -> None:
-        """`flush` for a caller holding the write lock."""
-        if self._unflushed:
+    async def flush_locked(self, *, force: bool = False) -> None:
+        """`flush` for a caller holding the write lock; `force`: even with nothing inserted since
+        the last flush (Lite may have replayed its WAL into the memtable on opening)."""
+        if self._unflushed or (force and self._lite_path is not None):
             with _unavailable("warm flush failed"):
                 await self._client.flush(self.collection)
             self._unflushed = 0
@@ -257,11 +276,14 @@ class MilvusStore:
                 present = set(await self._existing(list(keys)))
                 systems = [split_key(k)[0] for k in present]
                 self.recent.wrote(systems)
-                for chunk in batched(sorted(present), KEY_QUERY_CHUNK):
-                    await self._client.delete(self.collection, filter=key_in(chunk))
+                with self._indexes_in_step():
+                    for chunk in batched(sorted(present), KEY_QUERY_CHUNK):
+                        await self._client.delete(self.collection, filter=key_in(chunk))
+                    if self.vectors is not None:
+                        self.vectors.removed(present)
+                    self.keywords.removed(sorted(present))
                 # Times unknown here: the touched systems' bounds are counted again when asked.
                 self.summaries.removed(systems)
-                self.keywords.removed(sorted(present))
                 if present and self._lite_path is None:
                     # Milvus 2.3.5 answers a Session read right after a delete with the deleted
                     # row still there (seen with `get`); a Strong read waits until the delete
@@ -352,6 +374,7 @@ class MilvusStore:
         if self.keywords.index is None:
             async with self._write_lock:
                 if self.keywords.index is None:
+                    await self.flush_locked(force=True)
                     with _unavailable("warm keyword index build failed"):
                         await self.keywords.build(self._time_bounds)
         found, scores = self.keywords.index.search(
@@ -394,7 +417,8 @@ class MilvusStore:
     async def _search_filter(
         self, key: SearchFilter, queries: list[np.ndarray]
     ) -> list[list[dict[str, Any]]]:
-        await self.flush()
+        if self.vectors is not None:
+            return await self._search_in_memory(key, queries)
         with _unavailable("warm search failed"):
             answers = await self._client.search(
                 self.collection,
@@ -416,6 +440,66 @@ class MilvusStore:
             [{**memory_of(hit["entity"]), "similarity": hit["distance"]} for hit in hits]
             for hits in answers
         ]
+
+    async def _search_in_memory(
+        self, key: SearchFilter, queries: list[np.ndarray]
+    ) -> list[list[dict[str, Any]]]:
+        """Lite: the exact top k of each query from the owner's index, then the hits' rows."""
+        index = await self._vector_index()
+        found = []
+        for q in queries:
+            unit = q / (np.linalg.norm(q) or 1.0)
+            found.append(index.search(unit, key.k, key.system_ids, key.start_us, key.end_us))
+            await asyncio.sleep(0)  # a scan of a million rows takes tens of ms: let others in
+        wanted = [k for keys, _ in found for k in keys]
+        if not wanted:
+            return [[] for _ in queries]
+        with _unavailable("warm search failed"):
+            consistency = self.recent.consistency(key.system_ids)
+            rows = await self._by_keys(wanted, ["key", *ROW_FIELDS], consistency=consistency)
+        by_key = {row["key"]: memory_of(row) for row in rows}
+        return [
+            [
+                {**by_key[k], "similarity": score}
+                for k, score in zip(keys, scores.tolist(), strict=True)
+                if k in by_key
+            ]
+            for keys, scores in found
+        ]
+
+    async def _vector_index(self) -> FlatIndex:
+        """Lite: the owner's vector index, read from the collection first if need be."""
+        if self.vectors.index is None:
+            async with self._write_lock:
+                if self.vectors.index is None:
+                    started = time.perf_counter()
+                    await self.flush_locked(force=True)
+                    with _unavailable("warm vector index build failed"):
+                        await self.vectors.build(self._time_bounds)
+                        logger.info(
+                            "warm tier: %d vectors read into memory in %.1f s",
+                            len(self.vectors.index),
+                            time.perf_counter() - started,
+                        )
+        return self.vectors.index
+
+    async def _build_vectors_early(self) -> None:
+        try:
+            await self._vector_index()
+        except Unavailable as exc:  # the first search tries again
+            logger.warning("warm tier: %s", exc)
+
+    @contextmanager
+    def _indexes_in_step(self) -> Iterator[None]:
+        """A write that fails part way leaves what the in-memory indexes should hold unknown:
+        they are read from the collection again when next needed."""
+        try:
+            yield
+        except BaseException:
+            if self.vectors is not None:
+                self.vectors.forget()
+            self.keywords.forget()
+            raise
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -487,6 +571,8 @@ class MilvusStore:
         }
 
     async def close(self) -> None:
+        if self._vectors_built is not None:
+            self._vectors_built.cancel()
         try:
             await self.flush()  # Lite: reopening then replays no WAL (and the flush is synced)
         finally:
@@ -565,7 +651,7 @@ class MilvusStore:
 
 
 def _prepare(
-    uri: str, token: str, collection: str, index_type: str, probe_timeout_s: float
+    uri: str, token: str, collection: str, index_type: str, probe_timeout_s: float, lite: bool
 ) -> IndexChoice:
     client = MilvusClient(uri=uri, token=token)
     try:
@@ -577,6 +663,8 @@ def _prepare(
                     old,
                     collection,
                 )
+        if lite:
+            flat_on_lite(client, collection)
         return prepare_collection(client, collection, index_type, probe_timeout_s)
     finally:
         client.close()

@@ -12,30 +12,37 @@ import asyncio
 import contextlib
 import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import pytest_asyncio
-from pymilvus import AsyncMilvusClient
+from pymilvus import AsyncMilvusClient, MilvusClient
+from pymilvus.exceptions import MilvusException
 
 from akasha_ray.config import ObjectsConfig, WarmConfig
 from akasha_ray.errors import Unavailable
 from akasha_ray.objects import open_object_store
 from akasha_ray.objects.s3 import S3ObjectStore
+from akasha_ray.records import time_us_of, vectors_of
+from akasha_ray.vectors import milvus_windows
 from akasha_ray.vectors.base import AsyncHotShard, VectorStore
 from akasha_ray.vectors.cold_store import ColdStore
-from akasha_ray.vectors.milvus_setup import IndexChoice
-from akasha_ray.vectors.milvus_store import MilvusStore
+from akasha_ray.vectors.lite_rows import live_rows
+from akasha_ray.vectors.milvus_setup import IndexChoice, index_params
+from akasha_ray.vectors.milvus_store import COLLECTION, MilvusStore, lite_file
+from akasha_ray.vectors.milvus_windows import every_row, rows_by_time
 from tests.servers import seaweedfs
 from tests.servers.milvus_server import milvus_server
 from tests.servers.seaweedfs import seaweedfs_server
-from tests.servers.vector_suite import SCENARIOS, DataSet, load, make_dataset
+from tests.servers.vector_suite import SCENARIOS, DataSet, key_of, load, make_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 BACKENDS = ["hot", "milvus-lite", "milvus-server", "cold-local", "cold-s3"]
-EXACT = {"hot", "cold-local", "cold-s3"}
+EXACT = {"hot", "milvus-lite", "cold-local", "cold-s3"}  # Lite: searched in memory
 SERVER_PROBE_TIMEOUT_S = 8.0  # DISKANN never finishes building on 2.3.5: give up after this
 
 
@@ -124,22 +131,142 @@ async def test_milvus_server_reports_its_diskann_fallback(milvus, data, tmp_path
         await store.close()
 
 
-async def test_milvus_lite_falls_back_from_diskann_at_start_up(tmp_path, caplog):
+async def test_milvus_lite_is_flat_whatever_the_setting_and_an_older_graph_goes(tmp_path, caplog):
+    """On Lite the owner searches its vectors in memory: the collection gets a FLAT index (nothing
+    to build) whatever `warm.index_type` says, and an older file's HNSW index is replaced."""
     store = await MilvusStore.open(WarmConfig(index_type="DISKANN"), tmp_path)
     try:
-        assert store.index == IndexChoice(
-            "DISKANN", "HNSW", store.index.fallback_reason
-        ) and "DISKANN" in (store.index.fallback_reason or "")
-        assert "using a HNSW index, not the configured DISKANN" in caplog.text
+        assert store.index == IndexChoice("FLAT", "FLAT")
+        assert "not the configured" not in caplog.text
         health = await store.health()
-        assert health["reachable"] and health["loaded"] and health["index_type"] == "HNSW"
+        assert health["reachable"] and health["loaded"] and health["index_type"] == "FLAT"
     finally:
         await store.close()
-    reopened = await MilvusStore.open(WarmConfig(index_type="DISKANN"), tmp_path)
-    try:  # the file keeps its HNSW index, and says why it differs from the setting
-        assert reopened.index.in_use == "HNSW" and reopened.index.fallback_reason
+    client = MilvusClient(str(lite_file(tmp_path)))
+    try:  # as an earlier Akasha left it: a HNSW index
+        client.release_collection(COLLECTION)
+        client.drop_index(COLLECTION, "embedding")
+        client.create_index(COLLECTION, index_params("HNSW"), sync=False)
+        assert client.describe_index(COLLECTION, "embedding")["index_type"] == "HNSW"
+    finally:
+        client.close()
+    reopened = await MilvusStore.open(WarmConfig(), tmp_path)
+    try:
+        assert reopened.index == IndexChoice("FLAT", "FLAT")
+        assert (await reopened.health())["index_type"] == "FLAT"
     finally:
         await reopened.close()
+
+
+@pytest.mark.parametrize("backend", ["milvus-lite", "milvus-server"])
+async def test_every_row_is_read_back_by_windows_of_time_then_key(
+    backend, data, request, tmp_path, monkeypatch
+):
+    """The warm indexes are read from the collection in windows (milvus_windows.py); with a
+    window of 64 rows and 200 rows created in one microsecond, the reader must split by time,
+    then by key, and still read every row once."""
+    monkeypatch.setattr(milvus_windows, "WINDOW", 64)
+    times = data.batch.column("created_at").to_pylist()
+    times[:200] = [times[0]] * 200
+    batch = data.batch.slice(0, 300).set_column(
+        data.batch.schema.get_field_index("created_at"),
+        "created_at",
+        pa.array(times[:300], data.batch.schema.field("created_at").type),
+    )
+    expected = sorted(data.keys[:300].tolist())
+    uri = request.getfixturevalue("milvus").uri if backend == "milvus-server" else None
+    config = WarmConfig(uri=uri)
+    collection = f"windows_{uuid.uuid4().hex[:8]}"
+    store = await MilvusStore.open(config, tmp_path, collection=collection)
+    try:
+        await store.insert(batch)
+        low, high = await store._time_bounds()
+        read = [
+            row["key"]
+            async for rows in rows_by_time(store._client, collection, ["key"], low, high)
+            for row in rows
+        ]
+        assert sorted(read) == expected
+        # The keyword index is read the same way (through queries on the server)
+        found = await store.search_keywords("memory 150", 1)
+        assert [key_of(hit) for hit in found] == [data.keys[150]]
+        if backend == "milvus-server":
+            await store._client.drop_collection(collection)
+    finally:
+        await store.close()
+    if backend == "milvus-lite":  # the owner's vectors, read back the same way on reopening
+        reopened = await MilvusStore.open(config, tmp_path, collection=collection)
+        try:
+            index = await reopened._vector_index()
+            assert len(index) == 300 and all(key in index for key in expected)
+            hits = await reopened.search(data.vectors[150], 1)
+            assert [key_of(hit) for hit in hits] == [data.keys[150]]
+        finally:
+            await reopened.close()
+
+
+async def test_lite_rows_read_from_its_memory_are_the_rows_queries_read(data, tmp_path):
+    """lite_rows.py reads Lite's private structures: the rows must be what Lite's own queries
+    give, after deletes, keys deleted and inserted again, and rows only in the memtable."""
+    store = await MilvusStore.open(WarmConfig(), tmp_path)
+    try:
+        await store.insert(data.batch.slice(0, 600))
+        await store.flush()
+        await store.delete_many(data.keys[:50].tolist())
+        await store.insert(data.batch.slice(0, 20))  # 20 of the deleted keys come back
+        await store.flush()
+        await store.insert(data.batch.slice(600, 100))  # these stay in the memtable
+        await store.delete_many(data.keys[600:610].tolist())
+        expected = set(data.keys[:700]) - set(data.keys[20:50]) - set(data.keys[600:610])
+        fields = ["key", "system_id", "created_at", "embedding"]
+        async with store._write_lock:
+            await store.flush_locked(force=True)
+            fast = await asyncio.to_thread(live_rows, lite_file(tmp_path), store.collection, fields)
+            queried = pa.concat_tables(  # no Lite path given: through queries, by time windows
+                [
+                    t
+                    async for t in every_row(
+                        store._client, store.collection, fields, None, store._time_bounds
+                    )
+                ]
+            )
+        assert fast is not None and set(fast.column("key").to_pylist()) == expected
+        assert fast.num_rows == queried.num_rows == len(expected)
+        fast, queried = (t.sort_by("key") for t in (fast, queried))
+        assert fast.column("key").equals(queried.column("key"))
+        assert fast.column("system_id").equals(queried.column("system_id"))
+        assert np.array_equal(time_us_of(fast), time_us_of(queried))
+        assert np.array_equal(vectors_of(fast), vectors_of(queried))
+        index = await store._vector_index()  # kept in step since the store opened
+        assert len(index) == len(expected) and all(key in index for key in expected)
+    finally:
+        await store.close()
+
+
+async def test_a_write_failing_part_way_has_the_indexes_read_again(data, tmp_path, monkeypatch):
+    """Lite applied the insert, then the call failed: the owner cannot know what Milvus holds,
+    so its in-memory vectors and keywords are read again, and find the row; a resend is a no-op."""
+    store = await MilvusStore.open(WarmConfig(), tmp_path)
+    try:
+        await store.insert(data.batch.slice(0, 100))
+        await store.search_keywords("memory", 1)  # the keyword index is built
+        send = store._send_insert
+
+        async def send_then_fail(request):
+            await send(request)
+            raise MilvusException(message="the connection dropped after the insert was applied")
+
+        monkeypatch.setattr(store, "_send_insert", send_then_fail)
+        with pytest.raises(Unavailable):
+            await store.insert(data.batch.slice(100, 50))
+        monkeypatch.setattr(store, "_send_insert", send)
+        assert store.vectors.index is None and store.keywords.index is None
+        assert [key_of(h) for h in await store.search(data.vectors[120], 1)] == [data.keys[120]]
+        found = await store.search_keywords("memory 120", 1)
+        assert [key_of(h) for h in found] == [data.keys[120]]
+        assert await store.insert(data.batch.slice(100, 50)) == []
+    finally:
+        await store.close()
 
 
 async def test_milvus_search_many_and_concurrent_searches_agree(data, tmp_path):
@@ -211,7 +338,7 @@ async def test_milvus_lite_make_durable_syncs_what_lite_wrote(data, tmp_path, mo
         assert wal, "the insert's WAL file was expected to be unsynced until make_durable"
         await store.make_durable()
         assert log.unsynced(warm) == []
-        await store.search(data.queries[0], 3)  # flushes first: rows go to Parquet files
+        await store.flush()  # rows go to Parquet files
         assert any(p.endswith(".parquet") for p in log.synced), sorted(log.synced)
         assert log.unsynced(warm) == []
         assert sorted(await store.delete_many(data.keys[:5].tolist())) == sorted(data.keys[:5])
@@ -231,6 +358,7 @@ async def test_milvus_lite_flush_inside_an_insert_is_synced_at_once(data, tmp_pa
     log = SyncLog(monkeypatch)
     store = await MilvusStore.open(WarmConfig(), tmp_path)
     try:
+        await store._vectors_built  # its flush, if it came after the insert, would be a second
         await store.insert(data.batch.slice(0, 50))
         await store.make_durable()
         monkeypatch.setattr(collection, "MEMTABLE_MEMORY_LIMIT", 1)  # flush on the next write
