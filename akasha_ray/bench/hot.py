@@ -155,7 +155,7 @@ def bench_search(args, work: Path, rng: np.random.Generator) -> tuple[dict[str, 
 
 
 def bench_http(args, work: Path, search_data: dict, records: list[dict]) -> dict[str, Any]:
-    from akasha_ray.bench.served import served_akasha
+    from akasha_ray.bench.served import post_search, served_akasha
 
     with served_akasha(work, port=args.port, cpus=args.cpus, hot={"shards": args.shards}) as http:
         # A range inside the hot window that covers every loaded vector: only hot is asked.
@@ -165,15 +165,8 @@ def bench_http(args, work: Path, search_data: dict, records: list[dict]) -> dict
             for q in search_data["queries"]
         ]
 
-        def call(body):
-            response = http.post(
-                "/v1/search", content=body, headers={"Content-Type": "application/json"}
-            )
-            response.raise_for_status()
-            return response.json()
-
         log("HTTP searches")
-        over_http, answers = timed([lambda b=b: call(b) for b in bodies])
+        over_http, answers = timed([lambda b=b: post_search(http, b) for b in bodies])
         ids = search_data["ids"]
         recall = np.mean(
             [

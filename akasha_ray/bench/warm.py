@@ -1,20 +1,23 @@
-"""Warm-tier benchmark: Milvus search against exact brute force on the same vectors, migration
-throughput from a hot shard into Milvus, and a hybrid hot+warm search against its slowest tier.
+"""Warm-tier benchmark: warm search against exact brute force on the same vectors, migration
+throughput from a hot shard into warm, a hybrid hot+warm search against its slowest tier, and
+(on the embedded default) the same searches over HTTP from a whole Akasha serving that data dir.
 
-    python -m akasha_ray.bench warm [--n 1000000] [--uri http://milvus:19530]
+    python -m akasha_ray.bench warm [--n 1000000] [--uri http://milvus:19530] [--no-http]
 
-Without --uri it runs on Milvus Lite in a temporary data dir; with one, in a collection of its
-own that it drops at the end. Prints one JSON document on stdout, progress on stderr.
+Without --uri it runs on Milvus Lite in a temporary data dir, where the warm owner searches its
+vectors exactly in memory (akasha_ray/vectors/warm_vectors.py); with one, in a collection of its
+own on that server, searched by its index (--index), dropped at the end. Prints one JSON document
+on stdout, progress on stderr.
 
 Before searching, it waits for the index to cover the loaded rows: on a server it flushes (so
 every segment is sealed and indexed) and waits until `describe_index` counts every row indexed
-and the query node searches every loaded segment through it; on Lite, which builds segment
-indexes in threads of this process and reports them built at once, until this process stops
-using CPU. It waits again after the migration, before the hybrid searches, which take hot, warm
-and both in turn for each query. Each timed series stops after --budget-s seconds (with at least
-10 runs): Lite scans every row in Python on each search, so at a million rows a search takes
-about a second. The migration reports, besides its rate, how long each store call kept its stage
-busy (the stages overlap) and the CPU seconds of this process (Lite's included).
+and the query node searches every loaded segment through it; on Lite, until this process stops
+using CPU (Lite compacts in threads of this process). It waits again after the migration, before
+the hybrid searches, which take hot, warm and both in turn for each query. Each timed series
+stops after --budget-s seconds (with at least 10 runs). The migration reports, besides its rate,
+how long each store call kept its stage busy (the stages overlap) and the CPU seconds of this
+process (Lite's included). On Lite, `reopen_with_vectors_read` is how long the store took to
+open the full data dir again and read its vectors back into memory.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from akasha_ray.bench.hot import unit_rows
-from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.bench.stats import machine, ratio, summarize, timed
 from akasha_ray.config import WarmConfig
 from akasha_ray.ids import stable_id
 from akasha_ray.models import MemoryIn
@@ -199,7 +202,7 @@ class Busy:
         return call
 
 
-async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+async def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from akasha_ray.migration import Ledger, migrate
     from akasha_ray.search import ask_tiers
     from akasha_ray.vectors.base import AsyncHotShard
@@ -289,7 +292,16 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if not lite:
             await asyncio.to_thread(_drop, args.uri, collection)
     slowest_p50 = max(hybrid["hot"]["p50_ms"], hybrid["warm"]["p50_ms"])
-    return {
+    if lite:
+        started = time.perf_counter()
+        reopened = await MilvusStore.open(config, work, collection=collection)
+        try:
+            await reopened._vectors_built
+            vectors_read = {"open_s": round(time.perf_counter() - started, 2)}
+        finally:
+            await reopened.close()
+    search_data = {"now": now, "queries": queries, "ids": ids, "exact": exact}
+    report = {
         "benchmark": "warm",
         "machine": machine(),
         "backend": "milvus lite" if lite else "milvus server",
@@ -314,6 +326,48 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "ratios": {
             "warm_p95_over_numpy_p95": ratio(single["p95_ms"], numpy_scan["p95_ms"]),
         },
+    }
+    if lite:
+        report["reopen_with_vectors_read"] = vectors_read
+    return report, search_data
+
+
+def bench_http(args: argparse.Namespace, work: Path, search: dict[str, Any]) -> dict[str, Any]:
+    """The same queries over HTTP, with a time range that holds only the --n warm vectors, from
+    an Akasha serving the data dir the in-process half left."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    from akasha_ray.bench.served import post_search, served_akasha
+
+    # Lite's server stays up in this process after its client closes, holding the file's lock:
+    # stop it, so that the warm actor can open the file.
+    server_manager_instance.release_all()
+    newest = search["now"] - timedelta(days=30)
+    oldest = newest - timedelta(seconds=args.n)
+    with served_akasha(work, port=args.port, cpus=args.cpus) as http:
+        bodies = [
+            json.dumps(
+                {
+                    "vector": q.tolist(),
+                    "limit": K,
+                    "start": oldest.isoformat(),
+                    "end": newest.isoformat(),
+                }
+            ).encode()
+            for q in search["queries"]
+        ]
+
+        log("HTTP searches")
+        over_http, answers = timed([lambda b=b: post_search(http, b) for b in bodies])
+    tiers = {tier["tier"]: tier for answer in answers for tier in answer["tiers"]}
+    if set(tiers) != {"hot", "warm"}:  # hot is always asked: a range it cannot match is a mask
+        raise RuntimeError(f"the HTTP searches asked {sorted(tiers)}, not hot and warm")
+    return {
+        "http": over_http,
+        "http_warm_tier_latency": summarize(
+            [t["latency_ms"] / 1000 for a in answers for t in a["tiers"] if t["tier"] == "warm"]
+        ),
+        "http_recall_at_10": recall([answer["results"] for answer in answers], search["exact"]),
     }
 
 
@@ -357,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         "--index-timeout-s", type=float, default=1800.0, help="longest wait for the index build"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-http", action="store_true", help="in-process figures only")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
+    parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args(argv)
     if args.n < 1000 or args.queries < MIN_RUNS or args.migrate < 1 or args.hybrid_hot < 1:
         parser.error(f"--n >= 1000, --queries >= {MIN_RUNS}, --migrate and --hybrid-hot >= 1")
@@ -364,7 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--migrate-batch >= 1")
     work = Path(tempfile.mkdtemp(prefix="akasha-bench-warm-"))
     try:
-        report = asyncio.run(run(args, work))
+        report, search = asyncio.run(run(args, work))
+        if args.uri is None and not args.no_http:
+            report.update(bench_http(args, work, search))
+            report["ratios"]["http_p95_over_numpy_p95"] = ratio(
+                report["http"]["p95_ms"], report["numpy_scan"]["p95_ms"]
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2, default=str))
