@@ -1,13 +1,14 @@
-"""Every live row's key, system, time and vector of a Milvus Lite collection, read from the
-engine's memory.
+"""Every live row of a Milvus Lite collection (the fields asked for), read from the engine's
+memory.
 
 Lite answers a query in Python row by row: about 100 us a row once a million rows are stored, so
 reading them all through queries takes minutes. But Lite runs in this process (pymilvus starts
-its gRPC server in a thread) and holds every segment as an Arrow table with NumPy arrays of keys,
-sequence numbers and vectors. So the warm owner, on opening, reads its vectors from there: the
-segments and tombstones of one snapshot (`_read_snapshot`, which its compaction respects), after
-a flush has emptied the memtable, with the rules of Lite's own search: a key's row with the
-largest sequence number, unless a delete with a larger one came after it.
+its gRPC server in a thread) and holds every segment as an Arrow table with NumPy arrays of keys
+and sequence numbers. So the warm owner reads its vectors (on opening) and its texts (at the
+first keyword search) from there: the segments and tombstones of one snapshot
+(`_read_snapshot`, which its compaction respects), after a flush has emptied the memtable, with
+the rules of Lite's own search: a key's row with the largest sequence number, unless a delete
+with a larger one came after it.
 
 These are milvus-lite 3.2.2's private structures (the version is pinned). Whatever differs from
 them gives None, and the caller reads through queries instead: slow, but the same rows.

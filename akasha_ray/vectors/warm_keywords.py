@@ -1,7 +1,8 @@
 """The warm tier's keyword index: Milvus Lite 3.2.2 and Milvus 2.3.5 have no BM25, so the warm
 owner keeps a `KeywordIndex` beside Milvus, built from the collection (Milvus is what persists
-it, read by time windows: milvus_windows.py) on the first keyword search after the store opens,
-then kept in step with each insert and delete the store makes.
+it; on Lite read from the engine's memory, elsewhere by time windows: milvus_windows.py) on the
+first keyword search after the store opens, then kept in step with each insert and delete the
+store makes.
 """
 
 from __future__ import annotations
