@@ -386,10 +386,7 @@ class MilvusStore:
         )
         if not found:
             return []
-        with _unavailable("warm keyword search failed"):
-            consistency = self.recent.consistency(system_ids)
-            rows = await self._by_keys(found, ["key", *ROW_FIELDS], consistency=consistency)
-        by_key = {row["key"]: memory_of(row) for row in rows}
+        by_key = await self._memories(found, system_ids, "warm keyword search")
         return [
             {**by_key[key], "bm25": score}
             for key, score in zip(found, scores.tolist(), strict=True)
@@ -454,10 +451,7 @@ class MilvusStore:
         wanted = [k for keys, _ in found for k in keys]
         if not wanted:
             return [[] for _ in queries]
-        with _unavailable("warm search failed"):
-            consistency = self.recent.consistency(key.system_ids)
-            rows = await self._by_keys(wanted, ["key", *ROW_FIELDS], consistency=consistency)
-        by_key = {row["key"]: memory_of(row) for row in rows}
+        by_key = await self._memories(wanted, key.system_ids, "warm search")
         return [
             [
                 {**by_key[k], "similarity": score}
@@ -466,6 +460,15 @@ class MilvusStore:
             ]
             for keys, scores in found
         ]
+
+    async def _memories(
+        self, keys: list[str], system_ids: Sequence[str] | None, what: str
+    ) -> dict[str, dict[str, Any]]:
+        """A search's hits read by key, with the consistency its systems need, by key."""
+        with _unavailable(f"{what} failed"):
+            consistency = self.recent.consistency(system_ids)
+            rows = await self._by_keys(keys, ["key", *ROW_FIELDS], consistency=consistency)
+        return {row["key"]: memory_of(row) for row in rows}
 
     async def _vector_index(self) -> FlatIndex:
         """Lite: the owner's vector index, read from the collection first if need be."""

@@ -12,7 +12,7 @@ no write lands between the reads and their end.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,42 @@ WINDOW = 16_384  # Milvus' largest query limit
 _Range = tuple[int, int, str | None, str | None]
 
 
+Bounds = Callable[[], Awaitable[tuple[int | None, int | None]]]  # least, greatest created_at
+
+
+class IndexBeside:
+    """An in-memory index the warm owner keeps beside Milvus (its `FIELDS` read from every row
+    when first needed), kept in step with the store's writes; `index` is None until then, and
+    again after a write failed part way."""
+
+    FIELDS: list[str]
+
+    def __init__(self, client: Any, collection: str, lite_path: Path | None) -> None:
+        self._client = client
+        self._collection = collection
+        self._lite_path = lite_path
+        self.index: Any = None
+
+    def tables(self, bounds: Bounds) -> AsyncIterator[pa.Table]:
+        """Every row, as `every_row` reads it."""
+        return every_row(self._client, self._collection, self.FIELDS, self._lite_path, bounds)
+
+    def removed(self, keys: Sequence[str]) -> None:
+        if self.index is not None:
+            for key in keys:
+                self.index.remove(key)
+
+    def forget(self) -> None:
+        """A write failed part way: what Milvus holds is unknown here, so read it again."""
+        self.index = None
+
+
 async def every_row(
     client: Any,
     collection: str,
     fields: list[str],
     lite_path: Path | None,
-    bounds: Callable[[], Awaitable[tuple[int | None, int | None]]],
+    bounds: Bounds,
 ) -> AsyncIterator[pa.Table]:
     """These fields ("key" among them) of every row, as tables; `bounds`: the least and greatest
     created_at. On Lite the caller has flushed first."""

@@ -7,10 +7,6 @@ store makes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -18,24 +14,18 @@ from akasha_ray.identity import keys_of
 from akasha_ray.records import time_us_of
 from akasha_ray.vectors.keyword_index import KeywordIndex
 from akasha_ray.vectors.milvus_rows import CONTENT_FIELDS
-from akasha_ray.vectors.milvus_windows import every_row
-
-FIELDS = ["key", "system_id", "created_at", *CONTENT_FIELDS]
+from akasha_ray.vectors.milvus_windows import Bounds, IndexBeside
 
 
-class WarmKeywords:
-    def __init__(self, client: Any, collection: str, lite_path: Path | None) -> None:
-        self._client = client
-        self._collection = collection
-        self._lite_path = lite_path
-        self.index: KeywordIndex | None = None  # None until the first keyword search
+class WarmKeywords(IndexBeside):
+    FIELDS = ["key", "system_id", "created_at", *CONTENT_FIELDS]
+    index: KeywordIndex | None  # None until the first keyword search
 
-    async def build(self, bounds: Callable[[], Awaitable[tuple[int | None, int | None]]]) -> None:
+    async def build(self, bounds: Bounds) -> None:
         """Read every row's key, system, time and content (the caller holds the write lock and,
         on Lite, has flushed)."""
         index = KeywordIndex()
-        tables = every_row(self._client, self._collection, FIELDS, self._lite_path, bounds)
-        async for table in tables:
+        async for table in self.tables(bounds):
             pieces = [pc.fill_null(table.column(field), "") for field in CONTENT_FIELDS]
             index.add(
                 table.column("key").to_pylist(),
@@ -54,12 +44,3 @@ class WarmKeywords:
                 time_us_of(batch),
                 batch.column("content").to_pylist(),
             )
-
-    def removed(self, keys: Sequence[str]) -> None:
-        if self.index is not None:
-            for key in keys:
-                self.index.remove(key)
-
-    def forget(self) -> None:
-        """A write failed part way: read the collection again at the next keyword search."""
-        self.index = None

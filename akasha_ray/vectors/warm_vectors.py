@@ -13,33 +13,23 @@ Lite by key, which Lite answers from a dict. A Milvus server searches its own in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any
-
 import pyarrow as pa
 
 from akasha_ray.identity import keys_of
 from akasha_ray.records import time_us_of, vectors_of
 from akasha_ray.vectors.flat_index import FlatIndex
-from akasha_ray.vectors.milvus_windows import every_row
-
-FIELDS = ["key", "system_id", "created_at", "embedding"]
+from akasha_ray.vectors.milvus_windows import Bounds, IndexBeside
 
 
-class WarmVectors:
-    def __init__(self, client: Any, collection: str, lite_path: Path) -> None:
-        self._client = client
-        self._collection = collection
-        self._lite_path = lite_path
-        self.index: FlatIndex | None = None  # None until built, and again after a failed write
+class WarmVectors(IndexBeside):
+    FIELDS = ["key", "system_id", "created_at", "embedding"]
+    index: FlatIndex | None
 
-    async def build(self, bounds: Callable[[], Awaitable[tuple[int | None, int | None]]]) -> None:
+    async def build(self, bounds: Bounds) -> None:
         """Read every row's key, system, time and vector (the caller holds the write lock and
         has flushed)."""
         index = FlatIndex()
-        tables = every_row(self._client, self._collection, FIELDS, self._lite_path, bounds)
-        async for table in tables:
+        async for table in self.tables(bounds):
             _add(index, table, table.column("key").to_pylist())
         self.index = index
 
@@ -47,15 +37,6 @@ class WarmVectors:
         """Rows the store has just inserted, new keys only, vectors of unit length."""
         if self.index is not None and batch.num_rows:
             _add(self.index, batch, keys_of(batch))
-
-    def removed(self, keys: Sequence[str]) -> None:
-        if self.index is not None:
-            for key in keys:
-                self.index.remove(key)
-
-    def forget(self) -> None:
-        """A write failed part way: what Milvus holds is unknown here, so read it again."""
-        self.index = None
 
 
 def _add(index: FlatIndex, table: pa.Table, keys: list[str]) -> None:
