@@ -179,6 +179,8 @@ async def test_every_row_is_read_back_by_windows_of_time_then_key(
     collection = f"windows_{uuid.uuid4().hex[:8]}"
     store = await MilvusStore.open(config, tmp_path, collection=collection)
     try:
+        if store._vectors_built is not None:  # its flush must not run beside the reads below,
+            await store._vectors_built  # which, unlike the store's own, hold no write lock
         await store.insert(batch)
         low, high = await store._time_bounds()
         read = [
