@@ -18,11 +18,15 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 # Ray Serve's throughput mode (Ray >= 2.55): gRPC from the proxy to the replicas and between
 # deployments instead of actor calls, user code and the router on the replica's main loop, the
-# GC frozen after start. Direct ingress (each ingress replica on a port of its own, behind
-# HAProxy) stays off, so the proxy keeps Serve's one port. Every Serve process reads these at
-# import: they go where the cluster's processes start (README, "Bounded work").
+# GC frozen after start. Ray 2.60 computes the proxy's own switch to gRPC before the throughput
+# mode turns gRPC on, so the proxy kept actor calls (and a call back to it for each request's
+# body) unless RAY_SERVE_PROXY_USE_GRPC is set too. Direct ingress (each ingress replica on a
+# port of its own, behind HAProxy) stays off, so the proxy keeps Serve's one port. Every Serve
+# process reads these at import: they go where the cluster's processes start (README, "Bounded
+# work").
 SERVE_THROUGHPUT_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_PROXY_USE_GRPC": "1",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
 }
 TOKEN_ENV = "RAY_AUTH_TOKEN"
