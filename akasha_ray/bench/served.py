@@ -27,8 +27,9 @@ def served_akasha(
     from akasha_ray.client import wait_healthy
     from serve_apps.app import bind
 
+    serve_overrides = {**overrides.pop("serve", {}), "port": port}
     settings = config.load(
-        data_dir=data_dir, namespace="akasha-bench", serve={"port": port}, **overrides
+        data_dir=data_dir, namespace="akasha-bench", serve=serve_overrides, **overrides
     )
     # Ray prints to stdout; a benchmark's stdout is for its JSON report alone.
     ray_internals.serve_throughput_env(os.environ)  # as `akasha up` starts its cluster
