@@ -9,45 +9,43 @@ Metric names (all per `system_id`; measurements tied to no single system use `ak
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
+import numpy as np
+
 from akasha_ray.models import TierReport
-from akasha_ray.timeseries import Point
+from akasha_ray.times import to_us
+from akasha_ray.timeseries import PointBatch
 
 SERVICE = "akasha"
 
 
-def ingested(new_per_system: Mapping[str, int], at: datetime) -> list[Point]:
-    return [
-        Point(timestamp=at, system_id=system, metric_name="akasha.memories.ingested", value=n)
-        for system, n in new_per_system.items()
-        if n
-    ]
+def ingested(new_per_system: Mapping[str, int], at: datetime) -> PointBatch:
+    counted = {system: n for system, n in new_per_system.items() if n}
+    return _batch(at, list(counted), ["akasha.memories.ingested"] * len(counted), counted.values())
 
 
-def searched(
-    system_ids: Iterable[str] | None, tiers: list[TierReport], at: datetime
-) -> list[Point]:
-    points = []
-    for system in system_ids or [SERVICE]:
-        points.append(
-            Point(timestamp=at, system_id=system, metric_name="akasha.search.count", value=1.0)
-        )
-        points.extend(
-            Point(
-                timestamp=at,
-                system_id=system,
-                metric_name=f"akasha.search.{tier.tier}.latency_ms",
-                value=tier.latency_ms,
-            )
-            for tier in tiers
-        )
-    return points
+def searched(system_ids: Iterable[str] | None, tiers: list[TierReport], at: datetime) -> PointBatch:
+    """A count and each tier's latency, per system the search named. Built as columns: a
+    search may name 10,000 systems, and a model per point cost 0.4 s of the request's time."""
+    systems = list(system_ids or [SERVICE])
+    names = ["akasha.search.count", *(f"akasha.search.{t.tier}.latency_ms" for t in tiers)]
+    values = [1.0, *(t.latency_ms for t in tiers)]
+    return _batch(
+        at, systems * len(names), np.repeat(names, len(systems)), np.repeat(values, len(systems))
+    )
 
 
-def tier_sizes(tier: str, per_system: Mapping[str, int], at: datetime) -> list[Point]:
-    return [
-        Point(timestamp=at, system_id=s, metric_name=f"akasha.tier.{tier}.memories", value=n)
-        for s, n in per_system.items()
-    ]
+def tier_sizes(tier: str, per_system: Mapping[str, int], at: datetime) -> PointBatch:
+    name = f"akasha.tier.{tier}.memories"
+    return _batch(at, list(per_system), [name] * len(per_system), per_system.values())
+
+
+def _batch(
+    at: datetime, systems: Sequence[str], names: Sequence[str], values: Iterable[float]
+) -> PointBatch:
+    values = np.fromiter(values, dtype=np.float64, count=len(systems))
+    return PointBatch.from_columns(
+        np.full(len(systems), to_us(at), dtype=np.int64), systems, list(names), values
+    )

@@ -353,16 +353,16 @@ class MemoryService:
 
     # -- self-metrics ------------------------------------------------------------------------
 
-    def _record(self, points: list) -> None:
+    def _record(self, points: PointBatch) -> None:
         """Write Akasha's own metrics without making the request wait for (or fail on) them."""
-        if not points:
+        if not len(points):
             return
         if self._timeseries is None:
             try:
                 self._timeseries = find(TIMESERIES, self._settings.namespace)
             except Unavailable:
                 return  # no metrics store running: nothing to record into
-        self._timeseries.write.remote(PointBatch.from_points(points))
+        self._timeseries.write.remote(points)
 
     async def _sample_tier_sizes(self) -> None:
         if time.monotonic() - self._sizes_sampled_at < TIER_SIZES_EVERY_S:
