@@ -16,7 +16,6 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import duckdb
 import networkx as nx
 import numpy as np
 
-from akasha_ray.bench.stats import machine, ratio, summarize
+from akasha_ray.bench.stats import machine, ratio, seconds_of, summarize
 from akasha_ray.graph import graph_file
 from akasha_ray.graph.duckdb_store import DuckDBGraphStore
 from akasha_ray.graph.models import DEFAULT_MAX_FRONTIER, Entity, Relationship
@@ -302,20 +301,14 @@ def _http_paths(args: argparse.Namespace, data_dir: Path, pairs: list[tuple[str,
             path(source, target)
             unmatched()
         for source, target in pairs:
-            paths.append(_seconds(lambda s=source, t=target: path(s, t)))
-            floor.append(_seconds(unmatched))
+            paths.append(seconds_of(lambda s=source, t=target: path(s, t)))
+            floor.append(seconds_of(unmatched))
     paths, floor = summarize(paths), summarize(floor)
     return {
         "shortest_path_http": paths,
         "unmatched_route_http": floor,
         "path_above_unmatched_p50_ms": round(paths["p50_ms"] - floor["p50_ms"], 3),
     }
-
-
-def _seconds(call: Callable[[], None]) -> float:
-    started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
 
 
 def _run_all(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:

@@ -34,6 +34,13 @@ def timed(calls: list[Callable[[], Any]], warmup: int = 3) -> tuple[dict[str, fl
     return summarize(seconds), results
 
 
+def seconds_of(call: Callable[[], Any]) -> float:
+    """How long one call took."""
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def ratio(numerator: float, denominator: float) -> float | None:
     return round(numerator / denominator, 3) if denominator else None
 

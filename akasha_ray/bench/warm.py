@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from akasha_ray.bench.hot import unit_rows
-from akasha_ray.bench.stats import machine, ratio, summarize, timed
+from akasha_ray.bench.stats import machine, ratio, seconds_of, summarize, timed
 from akasha_ray.config import WarmConfig
 from akasha_ray.ids import stable_id
 from akasha_ray.models import MemoryIn
@@ -234,7 +234,7 @@ async def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], dic
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         exact = [{ids[i] for i in np.argpartition(-(vectors @ q), K)[:K]} for q in queries]
         numpy_scan = summarize(
-            [_seconds(lambda q=q: np.argpartition(-(vectors @ q), K)[:K]) for q in queries]
+            [seconds_of(lambda q=q: np.argpartition(-(vectors @ q), K)[:K]) for q in queries]
         )
         log("single searches")
         single, answers = await timed_async(
@@ -389,12 +389,6 @@ def _drop(uri: str, collection: str) -> None:
         client.drop_collection(collection)
     finally:
         client.close()
-
-
-def _seconds(call) -> float:
-    started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
